@@ -1,0 +1,96 @@
+"""Evaluation: candidate and production scored on the same fixed held-out set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, Field
+
+# Probabilities are clipped before the log so a confident wrong answer costs a finite loss;
+# the same epsilon Keras uses (keras.config.epsilon()).
+_EPSILON = 1e-7
+
+
+class Metrics(BaseModel):
+    """Held-out metrics of one model. Fractions are in [0, 1]; loss is mean cross-entropy in nats."""
+
+    accuracy: float = Field(ge=0, le=1)
+    loss: float = Field(ge=0)
+    macro_f1: float = Field(ge=0, le=1)
+    per_class_recall: list[float] = Field(description="Recall of class k at index k.")
+    examples: int = Field(gt=0, description="Number of held-out examples scored.")
+
+
+def compute_metrics(probabilities: np.ndarray, labels: np.ndarray) -> Metrics:
+    """Score predicted class probabilities against true labels.
+
+    Args:
+        probabilities: float32 [examples, classes], each row summing to 1.
+        labels: int [examples], values in [0, classes).
+
+    Raises:
+        ValueError: the shapes disagree, there are no examples, or a label is out of range.
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if probabilities.ndim != 2 or labels.shape != (probabilities.shape[0],) or labels.size == 0:
+        raise ValueError(f"expected probabilities [n, classes] and labels [n]; got {probabilities.shape} and {labels.shape}")
+    classes = probabilities.shape[1]
+    if labels.min() < 0 or labels.max() >= classes:
+        raise ValueError(f"labels must lie in [0, {classes}); got {labels.min()}..{labels.max()}")
+    predicted = probabilities.argmax(axis=1)
+    picked = np.clip(probabilities[np.arange(labels.size), labels], _EPSILON, 1.0)
+    recalls, f1s = [], []
+    for k in range(classes):
+        true_k, pred_k = labels == k, predicted == k
+        hits = float(np.sum(true_k & pred_k))
+        recall = hits / true_k.sum() if true_k.any() else 0.0
+        precision = hits / pred_k.sum() if pred_k.any() else 0.0
+        recalls.append(recall)
+        f1s.append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
+    return Metrics(
+        accuracy=float(np.mean(predicted == labels)),
+        loss=float(-np.mean(np.log(picked))),
+        macro_f1=float(np.mean(f1s)),
+        per_class_recall=recalls,
+        examples=int(labels.size),
+    )
+
+
+def saved_model_probabilities(path: Path, features: np.ndarray, input_name: str) -> np.ndarray:
+    """Run a SavedModel's ``serving_default`` signature, as TF Serving would.
+
+    Args:
+        path: a version folder holding saved_model.pb.
+        features: float32 [rows, features].
+
+    Returns:
+        float32 [rows, classes] from the ``probabilities`` output.
+
+    Raises:
+        FileNotFoundError: no SavedModel at ``path``.
+        KeyError: the signature or its input/output names differ from the export contract.
+    """
+    import tensorflow as tf
+
+    if not (path / "saved_model.pb").is_file():
+        raise FileNotFoundError(f"no SavedModel at {path}")
+    signature = tf.saved_model.load(str(path)).signatures["serving_default"]
+    outputs = signature(**{input_name: tf.constant(features, dtype=tf.float32)})
+    return outputs["probabilities"].numpy()
+
+
+def evaluate_version(path: Path, holdout: tuple[np.ndarray, np.ndarray], input_name: str) -> Metrics:
+    """Score the SavedModel at ``path`` on ``holdout`` (features float32 [n, f], labels int64 [n]).
+
+    Raises:
+        FileNotFoundError, KeyError: as ``saved_model_probabilities``.
+    """
+    features, labels = holdout
+    return compute_metrics(saved_model_probabilities(path, features, input_name), labels)
+
+
+evaluate_version_task = task(evaluate_version, name="evaluate-version", cache_policy=NO_CACHE)

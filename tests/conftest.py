@@ -1,0 +1,68 @@
+"""Fixtures shared by every test: an isolated tfrelease home, one Prefect test harness for
+the session, and one model trained once on the first bundled batch."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Prefect's temporary test server needs 12-16 s to start here; its default timeout is 20 s.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Settings with a fresh home (SQLite registry, model store, data) under tmp_path."""
+    from tfrelease.settings import get_settings
+
+    monkeypatch.chdir(tmp_path)  # no tfrelease.toml from the developer's folder
+    monkeypatch.setenv("TFRELEASE_HOME", str(tmp_path / "home"))
+    for key in list(os.environ):
+        if key.startswith("TFRELEASE_") and key != "TFRELEASE_HOME":
+            monkeypatch.delenv(key)
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One Prefect test server (temporary database) for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def digits_split():
+    """(holdout, batches) of the bundled digits, as the data stage cuts them."""
+    from tasks.data import bundled_split
+
+    return bundled_split()
+
+
+@pytest.fixture(scope="session")
+def trained_digits(digits_split):
+    """A Keras model trained once, on the first bundled batch, with the default parameters."""
+    from tasks.data import LABEL, PIXELS, frame_to_arrays
+    from tasks.train import train_model
+    from tfrelease.settings import TrainingParams
+
+    _, batches = digits_split
+    features, labels = frame_to_arrays(batches[0], PIXELS, LABEL)
+    return train_model(features, labels, TrainingParams(), num_classes=10, input_name="pixels")
+
+
+@pytest.fixture(scope="session")
+def exported_digits(trained_digits, tmp_path_factory) -> Path:
+    """The trained model exported once as a SavedModel (read-only for tests: copy before changing)."""
+    from tasks.export import export_saved_model
+
+    target = tmp_path_factory.mktemp("store") / "digits" / "1"
+    export_saved_model(trained_digits, target, "pixels")
+    return target

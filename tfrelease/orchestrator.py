@@ -1,0 +1,22 @@
+"""How tfrelease reaches Prefect: a server at PREFECT_API_URL, or a temporary one it starts.
+
+These defaults must be in the environment before Prefect reads its settings, so they are
+applied before any flow module is imported; a user's own PREFECT_* values always win.
+"""
+
+from __future__ import annotations
+
+import os
+
+from tfrelease.settings import Settings
+
+# Prefect's temporary server needs 12-16 s to start on a 2-core machine; its default
+# start-up timeout (20 s) leaves too little margin.
+EPHEMERAL_STARTUP_TIMEOUT_SECONDS = "90"
+
+
+def configure_prefect(settings: Settings) -> None:
+    """Set Prefect's defaults for an embedded run: state under ``<home>/prefect``, no telemetry."""
+    os.environ.setdefault("PREFECT_HOME", str((settings.home / "prefect").resolve()))
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_TIMEOUT_SECONDS)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
