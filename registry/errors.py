@@ -1,0 +1,41 @@
+"""Typed registry errors: every refusal of the registry store is a :class:`RegistryError`."""
+
+from __future__ import annotations
+
+
+class RegistryError(Exception):
+    """Base of all registry errors; nothing was changed when one is raised."""
+
+
+class VersionNotFound(RegistryError):
+    """The model has no such version (or the model does not exist)."""
+
+    def __init__(self, model: str, version: int) -> None:
+        super().__init__(f"model {model!r} has no version {version}")
+        self.model = model
+        self.version = version
+
+
+class AliasNotFound(RegistryError):
+    """The model has no such alias (e.g. no ``production`` version to roll back from)."""
+
+    def __init__(self, model: str, alias: str) -> None:
+        super().__init__(f"model {model!r} has no {alias!r} version")
+        self.model = model
+        self.alias = alias
+
+
+class IllegalTransition(RegistryError):
+    """The version's status does not allow the requested move (see ``registry.lifecycle``)."""
+
+    def __init__(self, model: str, version: int, current: str, target: str, detail: str | None = None) -> None:
+        message = f"model {model!r} version {version} cannot go from {current} to {target}"
+        super().__init__(f"{message}: {detail}" if detail else message)
+        self.model = model
+        self.version = version
+        self.current = current
+        self.target = target
+
+
+class VersionConflict(RegistryError):
+    """A concurrent or duplicate write broke a database constraint; retrying may succeed."""

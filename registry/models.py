@@ -1,0 +1,192 @@
+"""The registry's tables, their enums and the read models the store hands out.
+
+Each entity follows the SQLModel family pattern: a ``...Base`` with the shared columns, the
+``table=True`` class the store writes, and a public ``...Record`` read model. Callers only
+ever see records (plain pydantic objects, detached from any session); only
+:class:`registry.store.RegistryStore` touches the table classes.
+
+All timestamps are timezone-aware UTC (SQLModel's ``UTCDateTime`` column type stores them as
+``TIMESTAMP WITH TIME ZONE`` on PostgreSQL and as UTC without offset on SQLite, and returns
+them aware either way).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import ConfigDict
+from sqlalchemy.orm import registry
+from sqlmodel import JSON, Field, SQLModel
+
+PRODUCTION = "production"
+"""Alias of the version TF Serving serves as ``stable``; at most one per model (primary key)."""
+PREVIOUS = "previous"
+"""Alias of the version that was production before the current one: the rollback target."""
+
+
+class VersionStatus(StrEnum):
+    """Where a model version is in its life; allowed moves are in :mod:`registry.lifecycle`."""
+
+    REGISTERING = "registering"  # number allocated, export under way
+    FAILED = "failed"  # export or evaluation failed; the number stays consumed
+    REGISTERED = "registered"  # exported and evaluated, no decision carried out yet
+    PENDING_APPROVAL = "pending_approval"  # waiting for a human
+    APPROVED = "approved"  # a human said yes; not yet released
+    PRODUCTION = "production"  # the served version (holds the ``production`` alias)
+    ARCHIVED = "archived"  # was production, replaced by a newer release
+    ROLLED_BACK = "rolled_back"  # was production, rolled back from
+    REJECTED = "rejected"  # refused by the policy or a human
+    SUPERSEDED = "superseded"  # was pending or approved, overtaken by a newer candidate
+    DELETED = "deleted"  # files removed by retention; the row stays for the record
+
+
+class AuditAction(StrEnum):
+    """What an audit event records."""
+
+    ALLOCATED = "allocated"
+    REGISTERED = "registered"
+    FAILED = "failed"
+    APPROVAL_REQUESTED = "approval_requested"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    SUPERSEDED = "superseded"
+    PROMOTED = "promoted"
+    ARCHIVED = "archived"
+    ROLLED_BACK = "rolled_back"
+    DELETED = "deleted"
+    FORCE_RELEASED = "force_released"
+
+
+def _enum_column_type(enum: type[StrEnum], name: str) -> sa.Enum:
+    # VARCHAR + CHECK rather than a native PostgreSQL ENUM: adding a state later is then an
+    # ordinary migration on both databases. Values (not member names) are what is stored.
+    return sa.Enum(
+        enum,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=32,
+        values_callable=lambda members: [member.value for member in members],
+        validate_strings=True,
+    )
+
+
+# The registry's own metadata, so that Alembic and the schema checks see exactly the
+# registry's tables, whatever other SQLModel tables the process has imported. Named
+# constraints keep later batch migrations on SQLite possible.
+REGISTRY_METADATA = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class RegistryTable(SQLModel, registry=registry(metadata=REGISTRY_METADATA)):
+    """Abstract base of the registry's ``table=True`` classes (binds them to REGISTRY_METADATA)."""
+
+
+class RegisteredModel(RegistryTable, table=True):
+    """One row per model name; ``last_version`` is the version-number allocation counter."""
+
+    __tablename__ = "registered_model"
+
+    name: str = Field(primary_key=True)
+    last_version: int = Field(default=0, description="Highest number ever allocated; only grows.")
+    created_at: datetime
+
+
+class ModelVersionBase(SQLModel):
+    model_name: str = Field(foreign_key="registered_model.name")
+    version: int = Field(description="1, 2, ... per model; never reused, even after a failure.")
+    status: VersionStatus = Field(sa_type=_enum_column_type(VersionStatus, "version_status"))
+    created_at: datetime
+    updated_at: datetime
+    path: str | None = Field(default=None, description="The SavedModel folder, <model_store>/<model>/<version>.")
+    saved_model_sha256: str | None = None
+    metrics: dict[str, Any] | None = Field(
+        default=None, sa_type=JSON, description="Held-out metrics of the SavedModel."
+    )
+    hyperparameters: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    data_fingerprint: str | None = None
+    batches: list[str] = Field(default_factory=list, sa_type=JSON, description="File names of the training batches.")
+    baseline_version: int | None = Field(default=None, description="Production version it was compared with.")
+    baseline_metrics: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    decision: dict[str, Any] | None = Field(
+        default=None, sa_type=JSON, description='The release decision, {"outcome", "reasons", ...}.'
+    )
+    git_commit: str | None = None
+    python_version: str | None = None
+    tensorflow_version: str | None = None
+    keras_version: str | None = None
+    flow_run_id: str | None = Field(default=None, description="Prefect flow run that allocated the version.")
+
+
+class ModelVersion(ModelVersionBase, RegistryTable, table=True):
+    __tablename__ = "model_version"
+    __table_args__ = (sa.UniqueConstraint("model_name", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+
+
+class ModelVersionRecord(ModelVersionBase):
+    """A model version as read from the registry; a snapshot, not a live row."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+
+
+class ModelAlias(RegistryTable, table=True):
+    """A named pointer (``production``, ``previous``) to one version of a model.
+
+    The primary key (model_name, alias) is what makes "at most one production version per
+    model" a database invariant; the foreign key makes an alias point at an existing version.
+    """
+
+    __tablename__ = "model_alias"
+    __table_args__ = (
+        sa.ForeignKeyConstraint(["model_name", "version"], ["model_version.model_name", "model_version.version"]),
+    )
+
+    model_name: str = Field(primary_key=True)
+    alias: str = Field(primary_key=True)
+    version: int
+    updated_at: datetime
+
+
+class AuditEventBase(SQLModel):
+    model_name: str = Field(index=True)
+    version: int = Field(description="The version the event is about (whose status changed).")
+    action: AuditAction = Field(sa_type=_enum_column_type(AuditAction, "audit_action"))
+    from_version: int | None = Field(default=None, description="Production before the change (promote, rollback).")
+    to_version: int | None = Field(default=None, description="Production after the change (promote, rollback).")
+    actor: str = Field(description="Who: 'policy' for the automatic path, a person's name otherwise.")
+    reason: str
+    flow_run_id: str | None = None
+    created_at: datetime
+
+
+class AuditEvent(AuditEventBase, RegistryTable, table=True):
+    """Append-only: the store only inserts, and database triggers refuse UPDATE and DELETE."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (
+        sa.ForeignKeyConstraint(["model_name", "version"], ["model_version.model_name", "model_version.version"]),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+
+
+class AuditEventRecord(AuditEventBase):
+    """An audit event as read from the registry."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int

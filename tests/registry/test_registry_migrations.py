@@ -1,0 +1,69 @@
+"""The Alembic migrations create exactly the schema the models declare, idempotently."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from registry.database import VERSION_TABLE, alembic_config, create_registry_engine
+from registry.models import REGISTRY_METADATA
+from registry.store import RegistryStore
+
+
+def schema_diffs(engine: sa.Engine, metadata: sa.MetaData = REGISTRY_METADATA) -> list:
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE, "compare_type": True})
+        return compare_metadata(context, metadata)
+
+
+def test_opening_twice_keeps_the_data_and_the_schema_at_head(database_url):
+    first = RegistryStore.open(database_url)
+    first.allocate_version("digits", actor="policy", reason="first open")
+    first.close()
+
+    second = RegistryStore.open(database_url)
+    assert [v.version for v in second.list_versions("digits")] == [1]
+    with second.engine.connect() as connection:
+        current = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_heads()
+    assert current == (ScriptDirectory.from_config(alembic_config()).get_current_head(),)
+    second.close()
+
+
+def test_the_migrated_schema_is_exactly_the_models(store):
+    assert schema_diffs(store.engine) == []
+    tables = set(sa.inspect(store.engine).get_table_names())
+    assert tables == set(REGISTRY_METADATA.tables) | {VERSION_TABLE}
+
+
+def test_the_comparison_would_notice_a_drift(store):
+    drifted = sa.MetaData()
+    for table in REGISTRY_METADATA.tables.values():
+        table.to_metadata(drifted)
+    drifted.tables["model_version"].append_column(sa.Column("owner", sa.String(), nullable=True))
+    assert [diff[0] for diff in schema_diffs(store.engine, drifted)] == ["add_column"]
+
+
+def test_downgrade_to_base_and_upgrade_again(store):
+    with store.engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "base")
+    assert set(sa.inspect(store.engine).get_table_names()) <= {VERSION_TABLE}
+    with store.engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "head")
+    assert schema_diffs(store.engine) == []
+    assert store.allocate_version("digits", actor="policy", reason="after re-upgrade").version == 1
+
+
+def test_only_sqlite_and_postgresql_are_supported():
+    with pytest.raises(ValueError, match="SQLite and PostgreSQL"):
+        create_registry_engine("mysql+pymysql://user@localhost/registry")
+
+
+def test_an_in_memory_sqlite_registry_works():
+    store = RegistryStore.open("sqlite://")
+    assert store.allocate_version("digits", actor="policy", reason="in memory").version == 1
+    assert schema_diffs(store.engine) == []
+    store.close()
