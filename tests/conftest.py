@@ -66,3 +66,12 @@ def exported_digits(trained_digits, tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("store") / "digits" / "1"
     export_saved_model(trained_digits, target, "pixels")
     return target
+
+
+@pytest.fixture
+def slack_standin():
+    """A running stand-in for Slack's Web API (tests/slack/standin.py), stopped after the test."""
+    from tests.slack.standin import SlackStandin
+
+    with SlackStandin() as standin:
+        yield standin
