@@ -20,6 +20,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.checksum import file_sha256
 from tfrelease.settings import Settings
 
 BATCH_SUFFIXES = (".parquet", ".csv")
@@ -290,15 +291,6 @@ def feature_columns_of(frame: pd.DataFrame, label_column: str) -> list[str]:
     if label_column not in frame.columns:
         raise DataError(f"label column {label_column!r} not found; columns are {list(frame.columns)[:8]}...")
     return [c for c in frame.columns if c != label_column]
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def data_fingerprint(paths: list[Path]) -> str:

@@ -78,7 +78,7 @@ def decide(candidate: Metrics, production: Metrics | None, policy: ReleasePolicy
             + [f"recall of class {worst_class} drops by {worst_drop:.4f}, more than the allowed {policy.max_recall_drop:.4f}"],
             **measured,
         )
-    reasons.append(f"no class's recall drops by more than {policy.max_recall_drop:.4f} (worst: class {worst_class}, recall change {-worst_drop:+.4f})")
+    reasons.append(f"no class's recall drops by more than {policy.max_recall_drop:.4f} (worst: class {worst_class}, recall change {0.0 - worst_drop:+.4f})")
 
     if delta > 0 and delta >= policy.min_improvement:
         reasons.append(f"accuracy improves by {delta:+.4f} (minimum {policy.min_improvement:.4f})")

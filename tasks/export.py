@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tasks.data import file_sha256
+from tasks.checksum import file_sha256
 
 if TYPE_CHECKING:
     import keras

@@ -106,6 +106,7 @@ def write_config(path: Path, models: list[ServedModel]) -> str:
             out.write(text)
             out.flush()
             os.fsync(out.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes it 0600; TF Serving may run as another user
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

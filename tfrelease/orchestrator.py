@@ -7,6 +7,7 @@ applied before any flow module is imported; a user's own PREFECT_* values always
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from tfrelease.settings import Settings
 
@@ -16,7 +17,13 @@ EPHEMERAL_STARTUP_TIMEOUT_SECONDS = "90"
 
 
 def configure_prefect(settings: Settings) -> None:
-    """Set Prefect's defaults for an embedded run: state under ``<home>/prefect``, no telemetry."""
+    """Set Prefect's defaults for an embedded run: state under ``<home>/prefect``, no telemetry.
+
+    Side effect: creates the Prefect home folder (the temporary server does not start, and only
+    times out, when its database folder is missing).
+    """
     os.environ.setdefault("PREFECT_HOME", str((settings.home / "prefect").resolve()))
+    Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_TIMEOUT_SECONDS)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up notices

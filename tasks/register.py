@@ -1,0 +1,120 @@
+"""Registration: a trained candidate becomes a numbered, evaluated model version.
+
+Allocate the number in the registry, export the SavedModel atomically, score the exported
+SavedModel (what TF Serving would load, not the in-memory model) and record it all; on any
+failure the version is marked ``failed`` and its number is never reused.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from registry.store import RegistryStore
+from registry.models import ModelVersionRecord
+from tasks.evaluate import Metrics, evaluate_version
+from tasks.export import export_saved_model, version_dir
+from tfrelease.settings import ModelSettings
+
+if TYPE_CHECKING:
+    import keras
+
+_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a candidate came from: its data, and the code and libraries that built it."""
+
+    data_fingerprint: str
+    batches: list[str]
+    git_commit: str | None
+    python_version: str
+    tensorflow_version: str
+    keras_version: str
+
+    @classmethod
+    def current(cls, data_fingerprint: str, batches: list[str]) -> Lineage:
+        """Lineage of a model trained now, in this process, on ``batches``."""
+        import keras
+        import tensorflow as tf
+
+        return cls(
+            data_fingerprint=data_fingerprint,
+            batches=sorted(batches),
+            git_commit=git_commit(),
+            python_version=platform.python_version(),
+            tensorflow_version=tf.__version__,
+            keras_version=keras.__version__,
+        )
+
+
+def git_commit() -> str | None:
+    """The commit of tfrelease's own code, or None outside a git checkout (e.g. a wheel)."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=_PROJECT_ROOT, capture_output=True, text=True, timeout=5, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
+
+
+def register_candidate(
+    store: RegistryStore,
+    model_store: Path,
+    model: str,
+    trained: keras.Model,
+    config: ModelSettings,
+    holdout: tuple[np.ndarray, np.ndarray],
+    lineage: Lineage,
+    baseline: ModelVersionRecord | None,
+    baseline_metrics: Metrics | None,
+    flow_run_id: str | None,
+) -> ModelVersionRecord:
+    """Allocate a version, export ``trained`` to ``<model_store>/<model>/<N>/``, evaluate and record it.
+
+    Returns:
+        The version in status ``registered`` with its metrics, baseline and lineage.
+
+    Raises:
+        ExportError, FileNotFoundError, KeyError: export or evaluation failed; the version is
+            marked ``failed`` first, with the error as the reason.
+    """
+    allocated = store.allocate_version(
+        model, actor="policy", reason="nightly retrain candidate", flow_run_id=flow_run_id
+    )
+    target = version_dir(model_store, model, allocated.version)
+    try:
+        digest = export_saved_model(trained, target, config.input_name)
+        metrics = evaluate_version(target, holdout, config.input_name)
+    except Exception as error:
+        store.mark_failed(model, allocated.version, actor="policy", reason=f"export or evaluation failed: {error}", flow_run_id=flow_run_id)
+        raise
+    return store.complete_registration(
+        model,
+        allocated.version,
+        path=str(target),
+        saved_model_sha256=digest,
+        metrics=metrics.model_dump(),
+        hyperparameters=config.training.model_dump(),
+        data_fingerprint=lineage.data_fingerprint,
+        batches=lineage.batches,
+        baseline_version=baseline.version if baseline else None,
+        baseline_metrics=baseline_metrics.model_dump() if baseline_metrics else None,
+        git_commit=lineage.git_commit,
+        python_version=lineage.python_version,
+        tensorflow_version=lineage.tensorflow_version,
+        keras_version=lineage.keras_version,
+        actor="policy",
+        flow_run_id=flow_run_id,
+    )
+
+register_candidate_task = task(register_candidate, name="register-candidate", cache_policy=NO_CACHE)

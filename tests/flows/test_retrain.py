@@ -1,0 +1,131 @@
+"""The nightly retrain flow under Prefect's test harness, on the bundled digits."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from registry.store import RegistryStore
+from tasks.data import DataFolders, drop_bundled_batch
+from tasks.serving import read_config
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def run_night(model: str = "digits"):
+    from flows.retrain import retrain
+
+    return retrain(model=model, return_state=True)
+
+
+def snapshot(settings) -> dict:
+    """Everything a failed night must leave exactly as it was."""
+    store = RegistryStore.open(settings.registry_url)
+    files = sorted(str(p.relative_to(settings.model_store)) for p in settings.model_store.rglob("*"))
+    config = settings.serving_config_path
+    return {
+        "versions": [(v.version, v.status) for v in store.list_versions()],
+        "aliases": store.get_alias("digits", "production"),
+        "events": len(store.list_events()),
+        "files": files,
+        "config": config.read_text() if config.exists() else None,
+    }
+
+
+def test_two_nights_promote_version_1_then_decide_version_2_against_it(settings):
+    import tensorflow as tf
+
+    first = run_night()
+    assert first.is_completed(), first.message
+    report = first.result()
+    assert report.outcome == "promote" and report.version == 1
+    assert report.candidate.accuracy >= 0.9
+
+    store = RegistryStore.open(settings.registry_url)
+    v1 = store.get_version("digits", 1)
+    assert v1.status.value == "production"
+    assert store.get_alias("digits", "production").version == 1
+    assert Path(v1.path) == settings.model_store / "digits" / "1"
+    assert v1.batches == ["digits-batch-0001.parquet"] and len(v1.data_fingerprint) == 64
+    assert v1.flow_run_id == str(first.state_details.flow_run_id)
+    assert v1.tensorflow_version == tf.__version__ and v1.python_version.startswith("3.11")
+    assert v1.baseline_version is None and v1.metrics["accuracy"] == report.candidate.accuracy
+    loaded = tf.saved_model.load(v1.path)
+    assert "serving_default" in loaded.signatures
+    (served,) = read_config(settings.serving_config_path)
+    assert served.versions == (1,) and served.labels == {"stable": 1}
+
+    second = run_night()
+    assert second.is_completed(), second.message
+    report2 = second.result()
+    assert report2.version == 2 and report2.baseline_version == 1
+    assert report2.outcome in {"promote", "request_approval", "reject"}
+    v2 = store.get_version("digits", 2)
+    assert v2.batches == ["digits-batch-0001.parquet", "digits-batch-0002.parquet"]
+    assert v2.baseline_version == 1 and v2.baseline_metrics["accuracy"] == pytest.approx(v1.metrics["accuracy"])
+    expected_status = {"promote": "production", "request_approval": "pending_approval", "reject": "rejected"}
+    assert v2.status.value == expected_status[report2.outcome]
+    production = store.get_alias("digits", "production").version
+    assert read_config(settings.serving_config_path)[0].labels == {"stable": production}
+    actions = [e.action.value for e in store.list_events("digits")]
+    assert actions[:3] == ["allocated", "registered", "promoted"]
+    assert all(e.actor and e.reason for e in store.list_events("digits"))
+
+
+def test_a_corrupt_batch_is_quarantined_and_changes_nothing_else(settings):
+    assert run_night().is_completed()
+    before = snapshot(settings)
+    folders = DataFolders.for_model(settings, "digits")
+    broken = drop_bundled_batch(folders, corrupt="range")
+
+    state = run_night()
+    assert state.is_failed()
+    message = str(state.result(raise_on_failure=False))
+    assert broken.name in message and "expect_column_values_to_be_between" in message
+    assert snapshot(settings) == before
+    quarantined = sorted(p.name for p in folders.quarantine.iterdir())
+    assert broken.name in quarantined
+    assert f"{broken.name}.validation.json" in quarantined and f"{broken.name}.html" in quarantined
+    assert not broken.exists()
+
+
+def test_a_night_without_new_data_trains_nothing(settings, tmp_path, monkeypatch, digits_split):
+    from tfrelease.settings import get_settings
+
+    holdout, _ = digits_split
+    holdout_path = tmp_path / "holdout.parquet"
+    holdout.to_parquet(holdout_path)
+    monkeypatch.setenv("TFRELEASE_MODELS__MINE__SOURCE", "folder")
+    monkeypatch.setenv("TFRELEASE_MODELS__MINE__INCOMING_DIR", str(tmp_path / "mine"))
+    monkeypatch.setenv("TFRELEASE_MODELS__MINE__HOLDOUT_PATH", str(holdout_path))
+    monkeypatch.setenv("TFRELEASE_DEFAULT_MODEL", "mine")
+    get_settings.cache_clear()
+
+    state = run_night("mine")
+    assert state.is_completed()
+    assert state.result().outcome == "no_new_data"
+    assert RegistryStore.open(get_settings().registry_url).list_versions() == []
+
+
+def test_approval_request_reaches_slack_when_policy_always_asks(settings, slack_standin, monkeypatch):
+    from tfrelease.settings import get_settings
+
+    monkeypatch.setenv("TFRELEASE_SLACK__BOT_TOKEN", "xoxb-test")
+    monkeypatch.setenv("TFRELEASE_SLACK__CHANNEL", "C0RELEASES")
+    monkeypatch.setenv("TFRELEASE_SLACK__API_BASE_URL", slack_standin.base_url)
+    monkeypatch.setenv("TFRELEASE_MODELS__DIGITS__POLICY__APPROVAL", "always")
+    get_settings.cache_clear()
+
+    state = run_night()
+    assert state.is_completed(), state.message
+    assert state.result().outcome == "request_approval"
+    store = RegistryStore.open(get_settings().registry_url)
+    assert store.get_version("digits", 1).status.value == "pending_approval"
+    assert store.get_alias("digits", "production") is None
+    assert not get_settings().serving_config_path.exists()
+    (posted,) = [r for r in slack_standin.requests if r.method == "chat.postMessage"]
+    assert posted.body["channel"] == "C0RELEASES"
+    actions = [e for b in posted.body["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert {a["action_id"] for a in actions} == {"approve", "reject"}
