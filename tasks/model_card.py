@@ -1,0 +1,210 @@
+"""Model card and changelog: the registry's record of a version, kept beside its files.
+
+- ``<model_store>/<model>/<N>/assets.extra/model_card.json``: the version's registry row
+  (metrics, hyperparameters, data, lineage, baseline, decision), so a SavedModel copied
+  anywhere still says what it is. TF Serving reads only ``tf_serving_warmup_requests`` from
+  ``assets.extra`` and ignores this file; it is outside ``saved_model.pb``, so the checksum
+  the registry holds does not change.
+- ``<model_store>/<model>/CHANGELOG.md``: one entry per version, **newest first**, for a
+  person reading the model store.
+
+Rendering is pure (``model_card``, ``render_changelog_entry``, ``merge_changelog``); the
+writers only add the atomic file handling. Plain module (no TensorFlow, no Prefect).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from registry.models import ModelVersionRecord
+
+CARD_SCHEMA = 1
+CHANGELOG = "CHANGELOG.md"
+_ENTRY_MARK = "<!-- tfrelease:version={version} -->"
+_ENTRY_START = re.compile(r"^<!-- tfrelease:version=(\d+) -->$", re.MULTILINE)
+_DELTA_METRICS = (("accuracy", "accuracy"), ("loss", "loss"), ("macro_f1", "macro F1"))
+_BATCHES_SHOWN = 5
+_FINGERPRINT_SHOWN = 12
+
+
+# -- model card -----------------------------------------------------------------------------
+
+
+def model_card(record: ModelVersionRecord) -> dict[str, Any]:
+    """The card of ``record`` as a JSON-ready dict (timestamps ISO 8601 UTC).
+
+    ``status`` is the registry status when the card was written; the registry stays the
+    authority on the current one.
+    """
+    row = record.model_dump(mode="json")
+    return {
+        "schema": CARD_SCHEMA,
+        "model": row["model_name"],
+        "version": row["version"],
+        "status": row["status"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        "saved_model_sha256": row["saved_model_sha256"],
+        "metrics": row["metrics"],
+        "hyperparameters": row["hyperparameters"],
+        "data": {"fingerprint": row["data_fingerprint"], "batches": row["batches"]},
+        "baseline": {"version": row["baseline_version"], "metrics": row["baseline_metrics"]},
+        "decision": row["decision"],
+        "lineage": {
+            "git_commit": row["git_commit"],
+            "python_version": row["python_version"],
+            "tensorflow_version": row["tensorflow_version"],
+            "keras_version": row["keras_version"],
+            "flow_run_id": row["flow_run_id"],
+        },
+    }
+
+
+def write_model_card(version_dir: Path, record: ModelVersionRecord) -> Path:
+    """Write (or replace) ``<version_dir>/assets.extra/model_card.json`` atomically.
+
+    Side effects: creates ``assets.extra`` if needed; a temporary file in it is renamed over
+    the card, so a reader sees the old card or the new one, never half of one.
+
+    Returns:
+        The card's path.
+
+    Raises:
+        FileNotFoundError: ``version_dir`` does not exist (a card is never written for a
+            version whose folder is gone; that would create a numbered folder TF Serving
+            might try to load).
+        OSError: the file could not be written; no partial card is left.
+    """
+    if not version_dir.is_dir():
+        raise FileNotFoundError(f"{version_dir} is not a version folder")
+    card = version_dir / "assets.extra" / "model_card.json"
+    card.parent.mkdir(exist_ok=True)
+    _write_atomically(card, json.dumps(model_card(record), indent=2, sort_keys=False) + "\n")
+    return card
+
+
+# -- changelog ------------------------------------------------------------------------------
+
+
+def render_changelog_entry(record: ModelVersionRecord, actor: str) -> str:
+    """The Markdown entry of one version (ends with a newline).
+
+    Says: the version's date (UTC), its data (batch count and names, fingerprint prefix),
+    accuracy, loss and macro F1 with their change against the baseline version, and the
+    decision (outcome, reasons), its current status and ``actor`` (who made it).
+    """
+    lines = [
+        _ENTRY_MARK.format(version=record.version),
+        f"## Version {record.version} ({record.created_at.date().isoformat()})",
+        "",
+        f"- **Data:** {_data_line(record)}",
+        f"- **Metrics:** {_metrics_line(record)}",
+        f"- **Decision:** {_decision_line(record, actor)}",
+    ]
+    reasons = (record.decision or {}).get("reasons") or []
+    lines += [f"  - {reason}" for reason in reasons]
+    lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def merge_changelog(existing: str | None, model: str, version: int, entry: str) -> str:
+    """``existing`` changelog text with ``entry`` for ``version`` in place, newest first.
+
+    An entry already there for ``version`` is replaced (so appending again after the
+    decision updates it); entries are ordered by version, descending. Text before the first
+    entry (the title) is kept, or written when ``existing`` is None or empty.
+    """
+    header = f"# Changelog of model {model}\n\nNewest version first; written by tfrelease from the registry.\n\n"
+    entries: dict[int, str] = {}
+    if existing:
+        starts = list(_ENTRY_START.finditer(existing))
+        header = existing[: starts[0].start()] if starts else existing.rstrip("\n") + "\n\n"
+        for index, start in enumerate(starts):
+            end = starts[index + 1].start() if index + 1 < len(starts) else len(existing)
+            entries[int(start.group(1))] = existing[start.start() : end].rstrip("\n") + "\n\n"
+    entries[version] = entry.rstrip("\n") + "\n\n"
+    body = "".join(entries[v] for v in sorted(entries, reverse=True))
+    return (header + body).rstrip("\n") + "\n"
+
+
+def append_changelog(model_dir: Path, record: ModelVersionRecord, actor: str) -> Path:
+    """Add (or update) ``record``'s entry in ``<model_dir>/CHANGELOG.md``.
+
+    Side effects: creates ``model_dir`` if needed; holds an exclusive ``flock`` on
+    ``<model_dir>/.CHANGELOG.md.lock`` while it reads and replaces the file (so a nightly run
+    and a CLI approval do not lose each other's entry); the file is replaced atomically.
+
+    Returns:
+        The changelog's path.
+
+    Raises:
+        ValueError: ``actor`` is empty.
+        OSError: the file could not be read or written; the old changelog is left as it was.
+    """
+    if not actor.strip():
+        raise ValueError("append_changelog: actor must be a non-empty string")
+    model_dir.mkdir(parents=True, exist_ok=True)
+    path = model_dir / CHANGELOG
+    entry = render_changelog_entry(record, actor)
+    with open(model_dir / f".{CHANGELOG}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        existing = path.read_text() if path.exists() else None
+        _write_atomically(path, merge_changelog(existing, record.model_name, record.version, entry))
+    return path
+
+
+def _data_line(record: ModelVersionRecord) -> str:
+    batches = record.batches
+    shown = ", ".join(batches[:_BATCHES_SHOWN])
+    if len(batches) > _BATCHES_SHOWN:
+        shown += f" and {len(batches) - _BATCHES_SHOWN} more"
+    count = f"{len(batches)} batch{'es' if len(batches) != 1 else ''}" + (f" ({shown})" if batches else "")
+    if record.data_fingerprint:
+        return f"{count}, fingerprint `{record.data_fingerprint[:_FINGERPRINT_SHOWN]}`"
+    return f"{count}, no fingerprint"
+
+
+def _metrics_line(record: ModelVersionRecord) -> str:
+    metrics = record.metrics or {}
+    baseline = record.baseline_metrics
+    parts = []
+    for key, label in _DELTA_METRICS:
+        value = metrics.get(key)
+        if value is None:
+            parts.append(f"{label} n/a")
+            continue
+        text = f"{label} {value:.4f}"
+        if baseline is not None and baseline.get(key) is not None:
+            text += f" ({value - baseline[key]:+.4f})"
+        parts.append(text)
+    if record.baseline_version is None or baseline is None:
+        against = "no baseline (no production version to compare with)"
+    else:
+        against = f"changes against version {record.baseline_version}"
+    return f"{', '.join(parts)}; {against}"
+
+
+def _decision_line(record: ModelVersionRecord, actor: str) -> str:
+    outcome = (record.decision or {}).get("outcome")
+    decided = f"`{outcome}`" if outcome else "none recorded yet"
+    return f"{decided}; status `{record.status.value}`, by {actor}"
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes it 0600; these files are for every reader
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
