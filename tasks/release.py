@@ -24,6 +24,8 @@ from tasks.notify import (
     promoted_message,
     rejected_message,
 )
+from tasks.export import version_dir
+from tasks.model_card import append_changelog, write_model_card
 from tasks.serving import sync_serving_config
 from tfrelease.settings import Settings
 
@@ -61,6 +63,20 @@ def promote_version(
     return record
 
 
+def document_version(store: RegistryStore, settings: Settings, model: str, version: int, *, actor: str) -> None:
+    """Refresh the version's ``assets.extra/model_card.json`` and the model's CHANGELOG.md.
+
+    Both are copies of the registry for people; a failure to write them is logged as a
+    warning and never undoes or fails the decision already recorded.
+    """
+    record = store.get_version(model, version)
+    try:
+        write_model_card(version_dir(settings.model_store, model, version), record)
+        append_changelog(settings.model_store / model, record, actor=actor)
+    except OSError as error:
+        logger.warning("could not write the model card or changelog of %s version %s: %s", model, version, error)
+
+
 def act_on_decision(
     store: RegistryStore,
     settings: Settings,
@@ -75,6 +91,14 @@ def act_on_decision(
     an approval request in Slack, or on the console when Slack is off.
     reject: status ``rejected`` with the reasons, reported the same way.
     """
+    summary = _carry_out(store, settings, candidate, decision, flow_run_id)
+    document_version(store, settings, candidate.model_name, candidate.version, actor="policy")
+    return summary
+
+
+def _carry_out(
+    store: RegistryStore, settings: Settings, candidate: ModelVersionRecord, decision: Decision, flow_run_id: str | None
+) -> str:
     model, version = candidate.model_name, candidate.version
     reasons = "; ".join(decision.reasons)
     recorded = decision.model_dump(mode="json")

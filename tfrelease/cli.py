@@ -18,7 +18,8 @@ app = typer.Typer(help="Nightly retraining and safe release of TensorFlow models
 data_app = typer.Typer(help="Batches of training data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-console = Console()
+# Tables are wider than the 80 columns Rich assumes when output is not a terminal.
+console = Console(width=None if Console().is_terminal else 140)
 errors = Console(stderr=True)
 
 ModelOption = Annotated[Optional[str], typer.Option("--model", "-m", help="Model name (default: the configured default_model).")]
@@ -74,9 +75,9 @@ def versions(model: ModelOption = None) -> None:
     store = RegistryStore.open(settings.registry_url)
     rows = store.list_versions(model)
     production = {m: store.get_alias(m, "production") for m in {r.model_name for r in rows}}
-    table = Table(title=f"model versions ({settings.registry_url.split('://')[0]} registry)")
+    table = Table()
     for column in ("model", "version", "status", "accuracy", "macro F1", "loss", "baseline", "created (UTC)", "batches"):
-        table.add_column(column, justify="right" if column in {"version", "accuracy", "macro F1", "loss", "baseline"} else "left")
+        table.add_column(column, no_wrap=True, justify="left" if column in {"model", "status", "created (UTC)"} else "right")
     for row in rows:
         metrics = row.metrics or {}
         is_production = production.get(row.model_name) is not None and production[row.model_name].version == row.version
@@ -88,13 +89,137 @@ def versions(model: ModelOption = None) -> None:
             _fraction(metrics.get("macro_f1")),
             _fraction(metrics.get("loss")),
             "" if row.baseline_version is None else str(row.baseline_version),
-            row.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            row.created_at.strftime("%Y-%m-%d %H:%M"),
             str(len(row.batches or [])),
         )
     if not rows:
         console.print("no model versions yet: run `tfrelease retrain`")
         return
     console.print(table)
+
+
+@app.command()
+def show(version: int, model: ModelOption = None) -> None:
+    """Print one model version in full: metrics beside its baseline's, data, lineage, decision."""
+    settings = _settings()
+    name = _model_name(settings, model)
+    from registry.errors import RegistryError
+    from registry.store import RegistryStore
+
+    try:
+        row = RegistryStore.open(settings.registry_url).get_version(name, version)
+    except RegistryError as error:
+        errors.print(f"[red]{error}[/red]", highlight=False)
+        raise typer.Exit(1) from None
+    console.print(f"[bold]{row.model_name} version {row.version}[/bold]: {row.status.value}", highlight=False)
+    metrics, baseline = row.metrics or {}, row.baseline_metrics or {}
+    table = Table("metric", f"v{row.version}", f"baseline v{row.baseline_version}" if row.baseline_version else "baseline (none)", "change")
+    for key in ("accuracy", "loss", "macro_f1"):
+        new, old = metrics.get(key), baseline.get(key)
+        change = f"{new - old:+.4f}" if new is not None and old is not None else ""
+        table.add_row(key, _fraction(new), _fraction(old), change)
+    for k, (new, old) in enumerate(zip(metrics.get("per_class_recall", []), baseline.get("per_class_recall", []) or [None] * 99)):
+        table.add_row(f"recall {k}", _fraction(new), _fraction(old), "" if old is None else f"{new - old:+.4f}")
+    console.print(table)
+    details = {
+        "created (UTC)": row.created_at.isoformat(timespec="seconds"),
+        "path": row.path,
+        "saved_model.pb sha256": row.saved_model_sha256,
+        "data fingerprint": row.data_fingerprint,
+        "batches": ", ".join(row.batches or []),
+        "hyperparameters": row.hyperparameters,
+        "decision": (row.decision or {}).get("outcome"),
+        "reasons": "; ".join((row.decision or {}).get("reasons", [])),
+        "git commit": row.git_commit,
+        "python / tensorflow / keras": f"{row.python_version} / {row.tensorflow_version} / {row.keras_version}",
+        "flow run": row.flow_run_id,
+    }
+    for key, value in details.items():
+        console.print(f"  {key}: {'' if value is None else value}", highlight=False)
+
+
+@app.command()
+def history(model: ModelOption = None, limit: Annotated[int, typer.Option(help="Newest N events.")] = 50) -> None:
+    """Print the audit log: who changed what, when, why, and in which flow run."""
+    settings = _settings()
+    from registry.store import RegistryStore
+
+    events = RegistryStore.open(settings.registry_url).list_events(model, limit=limit)
+    if not events:
+        console.print("no events yet")
+        return
+    table = Table("time (UTC)", "model", "version", "action", "from → to", "actor", "reason", "flow run")
+    for e in events:
+        moved = "" if e.from_version is None and e.to_version is None else f"{e.from_version or '-'} → {e.to_version or '-'}"
+        table.add_row(
+            e.created_at.strftime("%Y-%m-%d %H:%M:%S"), e.model_name, str(e.version), e.action.value, moved,
+            e.actor, e.reason, (e.flow_run_id or "")[:8],
+        )
+    console.print(table)
+
+
+@app.command()
+def doctor(fix: Annotated[bool, typer.Option("--fix", help="Repair what is safe to repair.")] = False) -> None:
+    """Compare the registry, the model store and models.config; report (and --fix) each drift.
+
+    Exits 1 while drift that needs a human remains.
+    """
+    settings = _settings()
+    from registry.store import RegistryStore
+    from tasks.doctor import find_drift, repair
+
+    store = RegistryStore.open(settings.registry_url)
+    drifts = find_drift(store, settings.model_store, settings.serving_config_path)
+    if not drifts:
+        console.print("no drift: registry, model store and models.config agree")
+        return
+    for drift in drifts:
+        console.print(f"{'[yellow]' if drift.safe else '[red]'}{drift}[/]", highlight=False)
+    if not fix:
+        console.print("run `tfrelease doctor --fix` to apply the safe repairs")
+        raise typer.Exit(1)
+    for line in repair(drifts, store, settings.model_store, settings.serving_config_path, actor=_actor()):
+        console.print(f"fixed: {line}", highlight=False)
+    remaining = find_drift(store, settings.model_store, settings.serving_config_path)
+    for drift in remaining:
+        console.print(f"[red]left for a human:[/red] {drift}", highlight=False)
+    if remaining:
+        raise typer.Exit(1)
+
+
+@app.command()
+def gc(
+    model: ModelOption = None,
+    keep: Annotated[Optional[int], typer.Option(help="Newest unprotected versions to keep (default: the model's retention.keep).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan, delete nothing.")] = False,
+) -> None:
+    """Delete the files of old versions; never production, previous, pending or approved ones."""
+    settings = _settings()
+    name = _model_name(settings, model)
+    from registry.store import RegistryStore
+    from tasks.retention import apply_gc, plan_gc
+
+    store = RegistryStore.open(settings.registry_url)
+    plan = plan_gc(store, name, settings.model(name).keep_versions if keep is None else keep)
+    console.print(plan.describe(), highlight=False)
+    if dry_run or not plan.delete:
+        return
+    deleted = apply_gc(plan, store, settings.model_store, actor=_actor())
+    console.print(f"deleted the files of version(s) {', '.join(map(str, deleted)) or 'none'}")
+
+
+db_app = typer.Typer(help="The registry database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the registry's schema migrations (also done automatically at start)."""
+    settings = _settings()
+    from registry.store import RegistryStore
+
+    RegistryStore.open(settings.registry_url)
+    console.print(f"registry schema is up to date ({settings.registry_url.split('://')[0]})")
 
 
 def _fraction(value: float | None) -> str:
@@ -108,12 +233,13 @@ def approve(version: int, model: ModelOption = None, reason: Annotated[str, type
     name = _model_name(settings, model)
     from registry.errors import RegistryError
     from registry.store import RegistryStore
-    from tasks.release import promote_version
+    from tasks.release import document_version, promote_version
 
     store = RegistryStore.open(settings.registry_url)
     try:
         before = store.get_alias(name, "production")
         promote_version(store, settings, name, version, actor=_actor(), reason=reason, flow_run_id=None)
+        document_version(store, settings, name, version, actor=_actor())
     except RegistryError as error:
         errors.print(f"[red]{error}[/red]", highlight=False)
         raise typer.Exit(1) from None

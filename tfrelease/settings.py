@@ -104,7 +104,7 @@ class ModelSettings(_Strict):
     label_column: str = "label"
     num_classes: PositiveInt = 10
     input_name: str = Field(default="pixels", description="Name of the SavedModel's input tensor.")
-    min_train_rows: PositiveInt = Field(default=100, description="Fewer accepted rows than this and nothing is trained.")
+    keep_versions: PositiveInt = Field(default=5, description="Versions with files kept by `tfrelease gc`, besides protected ones.")
     training: TrainingParams = TrainingParams()
     policy: ReleasePolicy = ReleasePolicy()
 

@@ -1,0 +1,165 @@
+"""The tfrelease command line, run in-process with Typer's runner against a real registry."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from registry.store import RegistryStore
+from tasks.checksum import file_sha256
+from tasks.serving import read_config
+from tfrelease.cli import app
+
+runner = CliRunner()
+
+
+def register(store: RegistryStore, settings, version_dir: Path | None = None) -> int:
+    record = store.allocate_version("digits", actor="test", reason="test candidate")
+    folder = version_dir or settings.model_store / "digits" / str(record.version)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "saved_model.pb").write_bytes(b"model %d" % record.version)
+    store.complete_registration(
+        "digits", record.version, path=str(folder), saved_model_sha256=file_sha256(folder / "saved_model.pb"),
+        metrics={"accuracy": 0.95, "loss": 0.2, "macro_f1": 0.95, "per_class_recall": [0.95] * 10, "examples": 360},
+        hyperparameters={"epochs": 1}, data_fingerprint="f" * 64, batches=["digits-batch-0001.parquet"],
+        baseline_version=None, baseline_metrics=None, git_commit=None, python_version="3.11",
+        tensorflow_version="2.21.0", keras_version="3.15", actor="test",
+    )
+    return record.version
+
+
+def test_versions_lists_each_version_with_status_and_metrics(settings):
+    store = RegistryStore.open(settings.registry_url)
+    register(store, settings)
+    store.promote("digits", 1, actor="test", reason="first")
+    result = runner.invoke(app, ["versions"])
+    assert result.exit_code == 0, result.output
+    assert "digits" in result.output and "production" in result.output and "0.9500" in result.output
+
+
+def test_versions_on_an_empty_registry_says_how_to_start(settings):
+    result = runner.invoke(app, ["versions"])
+    assert result.exit_code == 0 and "tfrelease retrain" in result.output
+
+
+def test_approve_releases_a_pending_version_and_records_the_cli_user(settings):
+    store = RegistryStore.open(settings.registry_url)
+    register(store, settings)
+    store.promote("digits", 1, actor="test", reason="first")
+    register(store, settings)
+    store.request_approval("digits", 2, actor="policy", reason="tie")
+
+    result = runner.invoke(app, ["approve", "2"])
+    assert result.exit_code == 0, result.output
+    assert "version 2 is now production (was version 1)" in result.output
+    assert store.get_alias("digits", "production").version == 2
+    assert read_config(settings.serving_config_path)[0].labels == {"stable": 2}
+    promoted = [e for e in store.list_events("digits") if e.action.value == "promoted"][-1]
+    assert promoted.actor.startswith("cli:") and promoted.from_version == 1
+    card = json.loads((settings.model_store / "digits" / "2" / "assets.extra" / "model_card.json").read_text())
+    assert card["version"] == 2 and card["status"] == "production"
+    assert "version 2" in (settings.model_store / "digits" / "CHANGELOG.md").read_text().lower()
+
+
+def test_approving_an_unknown_version_fails_clearly_and_changes_nothing(settings):
+    result = runner.invoke(app, ["approve", "9"])
+    assert result.exit_code == 1
+    assert "9" in result.output and "digits" in result.output
+    assert not settings.serving_config_path.exists()
+
+
+def test_show_and_history(settings):
+    store = RegistryStore.open(settings.registry_url)
+    register(store, settings)
+    store.promote("digits", 1, actor="cli:alice", reason="looks good")
+    shown = runner.invoke(app, ["show", "1"])
+    assert shown.exit_code == 0 and "production" in shown.output and "digits-batch-0001.parquet" in shown.output
+    logged = runner.invoke(app, ["history"])
+    assert logged.exit_code == 0
+    assert "promoted" in logged.output and "cli:alice" in logged.output and "looks good" in logged.output
+
+
+def test_doctor_reports_drift_and_fix_repairs_it(settings):
+    store = RegistryStore.open(settings.registry_url)
+    register(store, settings)
+    store.promote("digits", 1, actor="test", reason="first")
+    # models.config was never written: TF Serving would serve nothing.
+    reported = runner.invoke(app, ["doctor"])
+    assert reported.exit_code == 1 and "models.config" in reported.output
+    fixed = runner.invoke(app, ["doctor", "--fix"])
+    assert fixed.exit_code == 0, fixed.output
+    assert read_config(settings.serving_config_path)[0].labels == {"stable": 1}
+    assert runner.invoke(app, ["doctor"]).exit_code == 0
+
+
+def test_gc_dry_run_deletes_nothing_and_gc_keeps_protected_versions(settings):
+    store = RegistryStore.open(settings.registry_url)
+    for _ in range(4):
+        version = register(store, settings)
+        store.promote("digits", version, actor="test", reason="newer")
+    planned = runner.invoke(app, ["gc", "--keep", "0", "--dry-run"])
+    assert planned.exit_code == 0 and all((settings.model_store / "digits" / str(v)).exists() for v in range(1, 5))
+    done = runner.invoke(app, ["gc", "--keep", "0"])
+    assert done.exit_code == 0, done.output
+    remaining = sorted(p.name for p in (settings.model_store / "digits").iterdir() if p.name.isdigit())
+    assert remaining == ["3", "4"]  # previous and production
+    assert [v.status.value for v in store.list_versions("digits")][:2] == ["deleted", "deleted"]
+
+
+@pytest.mark.parametrize("kind", ["range", "nulls"])
+def test_data_drop_corrupt(settings, kind):
+    result = runner.invoke(app, ["data", "drop", "--corrupt", kind])
+    assert result.exit_code == 0
+    assert f"digits-corrupt-{kind}-0001.parquet" in result.output
+
+
+def test_data_drop_rejects_an_unknown_corruption(settings):
+    result = runner.invoke(app, ["data", "drop", "--corrupt", "sideways"])
+    assert result.exit_code == 2 and "range, missing-column" in result.output
+
+
+def test_a_bad_config_value_fails_at_start_naming_the_key(settings, monkeypatch):
+    from tfrelease.settings import get_settings
+
+    monkeypatch.setenv("TFRELEASE_MODELS__DIGITS__POLICY__MIN_ACCURACY", "1.5")
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["versions"])
+    assert result.exit_code == 2
+    assert "models.digits.policy.min_accuracy" in result.output
+
+
+def test_a_misspelt_key_in_tfrelease_toml_is_refused(settings, tmp_path, monkeypatch):
+    from tfrelease.settings import get_settings
+
+    (tmp_path / "tfrelease.toml").write_text('[models.digits.training]\nepoch = 3\n')
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["versions"])
+    assert result.exit_code == 2 and "models.digits.training.epoch" in result.output
+
+
+def test_unknown_model_is_refused(settings):
+    result = runner.invoke(app, ["versions", "--model", "nope"])  # listing tolerates it: nothing to list
+    assert result.exit_code == 0
+    result = runner.invoke(app, ["approve", "1", "--model", "nope"])
+    assert result.exit_code == 2 and "unknown model 'nope'" in result.output
+
+
+def test_listing_commands_import_neither_tensorflow_nor_prefect(settings):
+    code = (
+        "import sys\n"
+        "from tfrelease.cli import app\n"
+        "for args in (['versions'], ['history'], ['doctor']):\n"
+        "    try:\n"
+        "        app(args, standalone_mode=False)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'prefect', 'great_expectations') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
