@@ -1,0 +1,87 @@
+"""A nightly run killed with SIGKILL during export: doctor reports it, --fix repairs it, and
+the next nightly run succeeds."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from registry.models import VersionStatus
+from registry.store import RegistryStore
+from tasks.doctor import DriftKind, find_drift, repair
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+# The child registers a candidate exactly as the nightly run does; the export's last step
+# (checksumming the written SavedModel, just before the rename) announces itself and hangs,
+# so the parent's SIGKILL lands with the SavedModel complete in its staging folder.
+CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import numpy as np
+    import tasks.export
+    from registry.store import RegistryStore
+    from tasks.register import Lineage, register_candidate
+    from tasks.train import train_model
+    from tfrelease.settings import ModelSettings, TrainingParams, get_settings
+
+    ready = Path(sys.argv[1])
+    def hang(path):
+        ready.write_text(str(path))
+        time.sleep(600)
+    tasks.export.file_sha256 = hang
+
+    settings = get_settings()
+    config = ModelSettings()
+    rng = np.random.default_rng(0)
+    features = rng.uniform(0, 16, (64, 64)).astype("float32")
+    labels = np.arange(64) % 10
+    trained = train_model(features, labels, TrainingParams(epochs=1), 10, "pixels")
+    register_candidate(
+        RegistryStore.open(settings.registry_url), settings.model_store, "digits", trained, config,
+        (features, labels), Lineage("0" * 64, [], None, "3.11", "tf", "keras"), None, None, None,
+    )
+    """
+)
+
+
+def test_sigkill_during_export_is_reported_repaired_and_the_next_night_succeeds(settings, tmp_path):
+    ready = tmp_path / "export-written"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(ready)], env=os.environ.copy())
+    deadline = time.monotonic() + 180
+    while not ready.exists():
+        assert child.poll() is None, "the child died before exporting"
+        assert time.monotonic() < deadline, "the child never reached the export"
+        time.sleep(0.2)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+
+    store = RegistryStore.open(settings.registry_url)
+    model_dir = settings.model_store / "digits"
+    assert store.get_version("digits", 1).status is VersionStatus.REGISTERING
+    assert [p.name for p in model_dir.iterdir() if p.name.isdigit()] == []  # TF Serving sees nothing
+    assert any(p.name.startswith(".staging-1-") for p in model_dir.iterdir())
+
+    later = datetime.now(UTC) + timedelta(hours=2)  # past the grace periods of a live export
+    drifts = find_drift(store, settings.model_store, settings.serving_config_path, now=later)
+    assert {d.kind for d in drifts} >= {DriftKind.STUCK_REGISTERING, DriftKind.TEMPORARY_FOLDER}
+    repair(drifts, store, settings.model_store, settings.serving_config_path, actor="test", now=later)
+    assert find_drift(store, settings.model_store, settings.serving_config_path, now=later) == []
+    assert store.get_version("digits", 1).status is VersionStatus.FAILED
+    assert list(model_dir.iterdir()) == []
+
+    from flows.retrain import retrain
+
+    state = retrain(model="digits", return_state=True)
+    assert state.is_completed(), state.message
+    assert state.result().version == 2  # number 1 is never reused
+    assert store.get_alias("digits", "production").version == 2
+    assert sorted(p.name for p in model_dir.iterdir() if not p.name.startswith(".")) == ["2", "CHANGELOG.md"]
