@@ -12,6 +12,7 @@ medians compared, first with Prefect's temporary server, then against a running
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import socket
@@ -69,7 +70,7 @@ def flow_night(home: Path) -> float:
     get_settings.cache_clear()
     drop_bundled_batch(DataFolders(root=home / "data" / "digits", incoming=home / "data" / "digits" / "incoming"))
     start = time.perf_counter()
-    state = retrain(model="digits", return_state=True)
+    state = asyncio.run(retrain(model="digits", return_state=True))
     elapsed = time.perf_counter() - start
     assert state.is_completed(), state.message
     return elapsed

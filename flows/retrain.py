@@ -20,7 +20,7 @@ from tfrelease.settings import get_settings
 
 
 @flow(name="retrain", log_prints=True)
-def retrain(model: str = "digits") -> NightReport:
+async def retrain(model: str = "digits") -> NightReport:
     """Retrain ``model`` on all accepted data and decide whether it replaces production.
 
     Ends Completed with outcome ``no_new_data`` when no batch arrived, and Failed (raising

@@ -5,6 +5,7 @@ Listing commands read the registry only: they import neither TensorFlow nor Pref
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 from typing import Annotated, Optional
 
@@ -57,7 +58,7 @@ def retrain(model: ModelOption = None) -> None:
     configure_prefect(settings)
     from flows.retrain import retrain as retrain_flow
 
-    state = retrain_flow(model=name, return_state=True)
+    state = asyncio.run(retrain_flow(model=name, return_state=True))
     if not state.is_completed():
         error = state.result(raise_on_failure=False)
         errors.print(f"[red]retrain of {name} failed:[/red] {error}", highlight=False)

@@ -3,6 +3,7 @@ the next nightly run succeeds."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -80,7 +81,7 @@ def test_sigkill_during_export_is_reported_repaired_and_the_next_night_succeeds(
 
     from flows.retrain import retrain
 
-    state = retrain(model="digits", return_state=True)
+    state = asyncio.run(retrain(model="digits", return_state=True))
     assert state.is_completed(), state.message
     assert state.result().version == 2  # number 1 is never reused
     assert store.get_alias("digits", "production").version == 2

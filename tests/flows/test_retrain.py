@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 def run_night(model: str = "digits"):
     from flows.retrain import retrain
 
-    return retrain(model=model, return_state=True)
+    return asyncio.run(retrain(model=model, return_state=True))
 
 
 def snapshot(settings) -> dict:
