@@ -3,7 +3,9 @@
 TF Serving loads every sub-folder of a model's base path whose name parses as an integer
 (TF Serving's file-system storage path source), so a version folder must appear complete
 or not at all: the SavedModel is written to a hidden, non-numeric staging folder beside it
-and renamed into place (a rename is atomic within one POSIX file system).
+and renamed into place (a rename is atomic within one POSIX file system). Warm-up requests
+(``assets.extra/tf_serving_warmup_requests``, see ``tasks/warmup.py``) are written into the
+staging folder too, so a version never appears without them.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tasks.checksum import file_sha256
+from tasks.warmup import check_warmup_features, write_warmup_requests
 
 if TYPE_CHECKING:
     import keras
+    import numpy as np
 
 SIGNATURE = "serving_default"
 OUTPUT_NAME = "probabilities"
@@ -31,24 +35,45 @@ def version_dir(model_store: Path, model: str, version: int) -> Path:
     return model_store / model / str(version)
 
 
-def export_saved_model(model: keras.Model, target: Path, input_name: str) -> str:
+def export_saved_model(
+    model: keras.Model,
+    target: Path,
+    input_name: str,
+    *,
+    warmup_features: np.ndarray | None = None,
+    model_name: str | None = None,
+) -> str:
     """Write ``model`` as a SavedModel at ``target`` atomically; return sha256 of saved_model.pb.
 
     Signature ``serving_default``: input ``input_name`` float32 [batch, features] (raw values;
     the model scales them), output ``probabilities`` float32 [batch, classes].
 
+    Args:
+        warmup_features: real rows, [rows, features] (e.g. a few held-out rows); when given,
+            TF Serving warm-up requests built from them (``tasks.warmup.write_warmup_requests``
+            with its default count) are written to ``assets.extra/tf_serving_warmup_requests``
+            in the staging folder, before the rename. None: no warm-up file.
+        model_name: the name TF Serving serves the model under, put in each warm-up request;
+            default ``target.parent.name`` (the ``<model_store>/<model>/<N>`` layout).
+
+    The checksum covers ``saved_model.pb`` only, not ``assets.extra``.
+
     Raises:
+        ValueError: ``warmup_features`` is not a non-empty, finite [rows, features] array
+            with the model's input width; nothing is written.
         ExportError: ``target`` already exists (a version is never overwritten) or writing
-            failed; the staging folder is removed either way.
+            (the SavedModel or its warm-up file) failed; the staging folder is removed either way.
     """
     import keras
     import tensorflow as tf
 
     if target.exists():
         raise ExportError(f"{target} already exists; a model version is never overwritten")
+    features = model.inputs[0].shape[-1]
+    if warmup_features is not None:
+        warmup_features = check_warmup_features(warmup_features, features)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / f".staging-{target.name}-{uuid.uuid4().hex[:8]}"
-    features = model.inputs[0].shape[-1]
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
@@ -58,6 +83,14 @@ def export_saved_model(model: keras.Model, target: Path, input_name: str) -> str
     )
     try:
         archive.write_out(str(staging), verbose=False)
+        if warmup_features is not None:
+            write_warmup_requests(
+                staging,
+                warmup_features,
+                model_name=model_name or target.parent.name,
+                input_name=input_name,
+                signature_name=SIGNATURE,
+            )
         digest = file_sha256(staging / "saved_model.pb")
         staging.rename(target)
     except Exception as error:

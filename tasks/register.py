@@ -1,8 +1,9 @@
 """Registration: a trained candidate becomes a numbered, evaluated model version.
 
-Allocate the number in the registry, export the SavedModel atomically, score the exported
-SavedModel (what TF Serving would load, not the in-memory model) and record it all; on any
-failure the version is marked ``failed`` and its number is never reused.
+Allocate the number in the registry, export the SavedModel atomically (with TF Serving
+warm-up requests built from a few held-out rows), score the exported SavedModel (what TF
+Serving would load, not the in-memory model) and record it all; on any failure the version
+is marked ``failed`` and its number is never reused.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from registry.store import RegistryStore
 from registry.models import ModelVersionRecord
 from tasks.evaluate import Metrics, evaluate_version
 from tasks.export import export_saved_model, version_dir
+from tasks.warmup import DEFAULT_BATCH_ROWS
 from tfrelease.settings import ModelSettings
 
 if TYPE_CHECKING:
@@ -81,19 +83,27 @@ def register_candidate(
 ) -> ModelVersionRecord:
     """Allocate a version, export ``trained`` to ``<model_store>/<model>/<N>/``, evaluate and record it.
 
+    The export carries TF Serving warm-up requests for model ``model``
+    (``assets.extra/tf_serving_warmup_requests``) built from the first
+    ``tasks.warmup.DEFAULT_BATCH_ROWS`` rows of ``holdout``'s features, float32
+    [rows, features].
+
     Returns:
         The version in status ``registered`` with its metrics, baseline and lineage.
 
     Raises:
-        ExportError, FileNotFoundError, KeyError: export or evaluation failed; the version is
-            marked ``failed`` first, with the error as the reason.
+        ExportError, ValueError, FileNotFoundError, KeyError: export (including the warm-up
+            requests, e.g. an empty holdout) or evaluation failed; the version is marked
+            ``failed`` first, with the error as the reason.
     """
     allocated = store.allocate_version(
         model, actor="policy", reason="nightly retrain candidate", flow_run_id=flow_run_id
     )
     target = version_dir(model_store, model, allocated.version)
     try:
-        digest = export_saved_model(trained, target, config.input_name)
+        digest = export_saved_model(
+            trained, target, config.input_name, warmup_features=holdout[0][:DEFAULT_BATCH_ROWS], model_name=model
+        )
         metrics = evaluate_version(target, holdout, config.input_name)
     except Exception as error:
         store.mark_failed(model, allocated.version, actor="policy", reason=f"export or evaluation failed: {error}", flow_run_id=flow_run_id)
