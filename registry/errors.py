@@ -39,3 +39,15 @@ class IllegalTransition(RegistryError):
 
 class VersionConflict(RegistryError):
     """A concurrent or duplicate write broke a database constraint; retrying may succeed."""
+
+
+class ModelLocked(RegistryError):
+    """Another release or rollback of the model holds its lock; nothing was changed."""
+
+    def __init__(self, model: str, holder: str, purpose: str, since: str, waited_seconds: float) -> None:
+        super().__init__(
+            f"model {model!r} is locked by {holder} ({purpose}) since {since}; "
+            f"gave up after waiting {waited_seconds:.0f} s — try again when it finishes"
+        )
+        self.model = model
+        self.holder = holder

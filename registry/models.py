@@ -190,3 +190,19 @@ class AuditEventRecord(AuditEventBase):
     model_config = ConfigDict(frozen=True)
 
     id: int
+
+
+class ModelLock(RegistryTable, table=True):
+    """A lease on one model's serving switch: releases and rollbacks of a model never interleave.
+
+    The primary key makes taking the lease a single INSERT that at most one process wins; the
+    lease expires so that a holder killed mid-switch does not block the model forever.
+    """
+
+    __tablename__ = "model_lock"
+
+    model_name: str = Field(primary_key=True)
+    holder: str = Field(description="Who holds it: actor and flow run or process.")
+    purpose: str = Field(description="What it is held for, e.g. 'release of version 3'.")
+    acquired_at: datetime
+    expires_at: datetime

@@ -14,16 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, delete, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from registry.database import create_registry_engine, upgrade_schema
-from registry.errors import AliasNotFound, IllegalTransition, VersionConflict, VersionNotFound
+from registry.errors import AliasNotFound, IllegalTransition, ModelLocked, VersionConflict, VersionNotFound
 from registry.lifecycle import check_transition
 from registry.models import (
     PREVIOUS,
@@ -32,6 +33,7 @@ from registry.models import (
     AuditEvent,
     AuditEventRecord,
     ModelAlias,
+    ModelLock,
     ModelVersion,
     ModelVersionRecord,
     RegisteredModel,
@@ -431,6 +433,70 @@ class RegistryStore:
                 query = query.limit(limit)
             rows = list(session.exec(query))
             return [AuditEventRecord.model_validate(row) for row in reversed(rows)]
+
+    # -- the serving-switch lock ------------------------------------------------------------
+
+    @contextmanager
+    def model_lock(
+        self,
+        model: str,
+        *,
+        holder: str,
+        purpose: str,
+        wait_seconds: float = 60.0,
+        lease_seconds: float = 600.0,
+        poll_seconds: float = 0.5,
+    ) -> Iterator[None]:
+        """Hold ``model``'s lock for the duration of the block (a release or rollback switch).
+
+        Waits up to ``wait_seconds`` for another holder to finish, polling every
+        ``poll_seconds``. The lease lasts ``lease_seconds`` (longer than any switch), so a
+        holder that was killed blocks the model for at most that long.
+
+        Raises:
+            ModelLocked: the lock was still held by someone else after ``wait_seconds``;
+                names the holder and what it is doing.
+        """
+        _require(model=model, holder=holder, purpose=purpose)
+        started = time.monotonic()
+        while not self._try_lock(model, holder, purpose, lease_seconds):
+            if time.monotonic() - started >= wait_seconds:
+                current = self._lock_row(model)
+                if current is None:  # released between the attempt and the read: try again
+                    continue
+                raise ModelLocked(
+                    model, current.holder, current.purpose, current.acquired_at.isoformat(timespec="seconds"),
+                    time.monotonic() - started,
+                )
+            time.sleep(poll_seconds)
+        try:
+            yield
+        finally:
+            with self._transaction() as session:
+                session.exec(
+                    delete(ModelLock).where(col(ModelLock.model_name) == model, col(ModelLock.holder) == holder)
+                )
+
+    def _try_lock(self, model: str, holder: str, purpose: str, lease_seconds: float) -> bool:
+        # One INSERT decides the winner (primary key); an expired lease is removed first.
+        now = _now()
+        with self._transaction() as session:
+            session.exec(delete(ModelLock).where(col(ModelLock.model_name) == model, col(ModelLock.expires_at) < now))
+            insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+            taken = session.exec(
+                insert(ModelLock)
+                .values(
+                    model_name=model, holder=holder, purpose=purpose, acquired_at=now,
+                    expires_at=now + timedelta(seconds=lease_seconds),
+                )
+                .on_conflict_do_nothing(index_elements=["model_name"])
+                .returning(col(ModelLock.model_name))
+            )
+            return taken.first() is not None
+
+    def _lock_row(self, model: str) -> ModelLock | None:
+        with self._transaction() as session:
+            return session.get(ModelLock, model)
 
     # -- internals -------------------------------------------------------------------------
 
