@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+import os
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -449,7 +451,7 @@ class RegistryStore:
     ) -> Iterator[None]:
         """Hold ``model``'s lock for the duration of the block (a release or rollback switch).
 
-        Waits up to ``wait_seconds`` for another holder to finish, polling every
+        ``holder`` says who (an actor, a flow run); a unique suffix is added. Waits up to ``wait_seconds`` for another holder to finish, polling every
         ``poll_seconds``. The lease lasts ``lease_seconds`` (longer than any switch), so a
         holder that was killed blocks the model for at most that long.
 
@@ -458,6 +460,9 @@ class RegistryStore:
                 names the holder and what it is doing.
         """
         _require(model=model, holder=holder, purpose=purpose)
+        # Unique per acquisition, so that a holder whose lease expired can never release
+        # the lock someone else took over.
+        holder = f"{holder} [pid {os.getpid()}, {uuid.uuid4().hex[:8]}]"
         started = time.monotonic()
         while not self._try_lock(model, holder, purpose, lease_seconds):
             if time.monotonic() - started >= wait_seconds:

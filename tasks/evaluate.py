@@ -94,3 +94,57 @@ def evaluate_version(path: Path, holdout: tuple[np.ndarray, np.ndarray], input_n
 
 
 evaluate_version_task = task(evaluate_version, name="evaluate-version", cache_policy=NO_CACHE)
+
+
+class SmokeTestError(Exception):
+    """A SavedModel does not load, breaks the serving contract, or scores differently than recorded."""
+
+
+def smoke_test(
+    path: Path,
+    holdout: tuple[np.ndarray, np.ndarray],
+    *,
+    input_name: str,
+    num_classes: int,
+    recorded_accuracy: float,
+    tolerance: float = 1e-6,
+) -> Metrics:
+    """Load the SavedModel as TF Serving would and check it before it is served.
+
+    Checks: the ``serving_default`` signature exists with exactly one input ``input_name``,
+    float32 [None, features], and an output ``probabilities``, float32 [None, num_classes];
+    its accuracy on the whole held-out set (features float32 [n, features], labels int64 [n])
+    equals ``recorded_accuracy`` (measured at registration on the same set) within
+    ``tolerance``.
+
+    Returns:
+        The metrics measured now.
+
+    Raises:
+        SmokeTestError: any check fails; the message says which and what was found.
+    """
+    import tensorflow as tf
+
+    features, labels = holdout
+    try:
+        signature = tf.saved_model.load(str(path)).signatures["serving_default"]
+    except KeyError:
+        raise SmokeTestError(f"{path}: no serving_default signature") from None
+    except Exception as error:  # TensorFlow raises many types for a broken SavedModel
+        raise SmokeTestError(f"{path}: SavedModel does not load: {type(error).__name__}: {error}") from error
+    _, inputs = signature.structured_input_signature
+    spec = inputs.get(input_name)
+    if list(inputs) != [input_name] or spec.dtype != tf.float32 or spec.shape.as_list() != [None, features.shape[1]]:
+        found = {k: (v.dtype.name, v.shape.as_list()) for k, v in inputs.items()}
+        raise SmokeTestError(f"{path}: expected one input {input_name!r} float32 [None, {features.shape[1]}], found {found}")
+    output = signature.structured_outputs.get("probabilities")
+    if output is None or output.dtype != tf.float32 or output.shape.as_list() != [None, num_classes]:
+        found = {k: (v.dtype.name, v.shape.as_list()) for k, v in signature.structured_outputs.items()}
+        raise SmokeTestError(f"{path}: expected output 'probabilities' float32 [None, {num_classes}], found {found}")
+    probabilities = signature(**{input_name: tf.constant(features, dtype=tf.float32)})["probabilities"].numpy()
+    metrics = compute_metrics(probabilities, labels)
+    if abs(metrics.accuracy - recorded_accuracy) > tolerance:
+        raise SmokeTestError(
+            f"{path}: held-out accuracy is {metrics.accuracy:.6f} now but {recorded_accuracy:.6f} was recorded"
+        )
+    return metrics

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import re
 import tempfile
@@ -23,6 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from registry.models import ModelVersionRecord
+from registry.store import RegistryStore
+from tasks.export import version_dir
+
+logger = logging.getLogger(__name__)
 
 CARD_SCHEMA = 1
 CHANGELOG = "CHANGELOG.md"
@@ -208,3 +213,17 @@ def _write_atomically(path: Path, text: str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def document_version(store: RegistryStore, model_store: Path, model: str, version: int, *, actor: str) -> None:
+    """Refresh the version's ``assets.extra/model_card.json`` and the model's CHANGELOG.md.
+
+    Both are copies of the registry for people; a failure to write them is logged as a
+    warning and never undoes or fails the decision already recorded.
+    """
+    record = store.get_version(model, version)
+    try:
+        write_model_card(version_dir(model_store, model, version), record)
+        append_changelog(model_store / model, record, actor=actor)
+    except OSError as error:
+        logger.warning("could not write the model card or changelog of %s version %s: %s", model, version, error)

@@ -1,4 +1,7 @@
-"""Carrying out a release decision: promote, ask a human, or reject.
+"""Releasing a version: the nightly decision carried out, and a human's release.
+
+A release is checked (status and files), smoke-tested (TF Serving's view of the SavedModel),
+then switched: TF Serving first, the registry second, under the model's lock.
 
 The registry changes first (it is the source of truth); the TF Serving config and Slack
 follow it. A Slack failure never undoes or fails a decision: the registry holds it and the
@@ -9,11 +12,17 @@ from __future__ import annotations
 
 import logging
 
+from pathlib import Path
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from registry.models import ModelVersionRecord
+from registry.lifecycle import check_transition
+from registry.models import ModelVersionRecord, VersionStatus
 from registry.store import RegistryStore
+from tasks.data import DataFolders, ensure_bundled_holdout, load_holdout
+from tasks.evaluate import smoke_test
+from tasks.integrity import check_version_files
 from tasks.decide import Decision, Outcome
 from tasks.evaluate import Metrics
 from tasks.notify import (
@@ -24,9 +33,8 @@ from tasks.notify import (
     promoted_message,
     rejected_message,
 )
-from tasks.export import version_dir
-from tasks.model_card import append_changelog, write_model_card
-from tasks.serving import sync_serving_config
+from tasks.model_card import document_version
+from tasks.serving import read_config, served_model, served_models, switch_serving, sync_serving_config
 from tfrelease.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -63,18 +71,76 @@ def promote_version(
     return record
 
 
-def document_version(store: RegistryStore, settings: Settings, model: str, version: int, *, actor: str) -> None:
-    """Refresh the version's ``assets.extra/model_card.json`` and the model's CHANGELOG.md.
+def check_release(store: RegistryStore, model: str, version: int, *, force: bool) -> ModelVersionRecord:
+    """The version to release, once its status allows it and its files are intact.
 
-    Both are copies of the registry for people; a failure to write them is logged as a
-    warning and never undoes or fails the decision already recorded.
+    Raises:
+        registry.errors.VersionNotFound: no such version.
+        registry.errors.IllegalTransition: its status cannot go to production (a rejected
+            version needs ``force``; the production version is already released).
+        tasks.integrity.VersionFilesError: its SavedModel is missing, incomplete or changed.
     """
     record = store.get_version(model, version)
-    try:
-        write_model_card(version_dir(settings.model_store, model, version), record)
-        append_changelog(settings.model_store / model, record, actor=actor)
-    except OSError as error:
-        logger.warning("could not write the model card or changelog of %s version %s: %s", model, version, error)
+    check_transition(model, version, record.status, VersionStatus.PRODUCTION, force=force)
+    check_version_files(record)
+    return record
+
+
+def smoke_test_version(settings: Settings, record: ModelVersionRecord) -> Metrics:
+    """Smoke-test ``record``'s SavedModel on the model's held-out set (see ``tasks.evaluate.smoke_test``).
+
+    Raises:
+        SmokeTestError: it fails to load, breaks the serving contract or scores differently.
+    """
+    config = settings.model(record.model_name)
+    holdout_path = config.holdout_path or ensure_bundled_holdout(DataFolders.for_model(settings, record.model_name))
+    features, labels, _ = load_holdout(holdout_path, config.label_column)
+    return smoke_test(
+        Path(record.path),
+        (features, labels),
+        input_name=config.input_name,
+        num_classes=config.num_classes,
+        recorded_accuracy=(record.metrics or {}).get("accuracy", -1.0),
+    )
+
+
+def switch_to_version(
+    store: RegistryStore,
+    settings: Settings,
+    model: str,
+    version: int,
+    *,
+    actor: str,
+    reason: str,
+    force: bool = False,
+    flow_run_id: str | None = None,
+) -> ModelVersionRecord:
+    """Under the model's lock: point TF Serving at ``version`` (``stable``; the old production
+    stays loaded as ``previous``), then record the promotion in the registry.
+
+    If the registry refuses (the version changed state meanwhile), serving is switched back.
+    A release whose version is rejected and ``force`` is set is logged as force_released.
+
+    Raises:
+        registry.errors.ModelLocked: another release or rollback held the lock too long.
+        registry.errors.RegistryError: the registry refused; serving was restored.
+        tasks.serving_reload.ServingReloadError: TF Serving refused or failed to load the
+            version; config restored, registry unchanged.
+    """
+    path, grpc, timeout = settings.serving_config_path, settings.serving.grpc_address, settings.serving.reload_timeout_seconds
+    with store.model_lock(model, holder=_holder(actor, flow_run_id), purpose=f"release of version {version}"):
+        current = store.get_alias(model, "production")
+        check_transition(model, version, store.get_version(model, version).status, VersionStatus.PRODUCTION, force=force)
+        before = read_config(path)
+        target = served_model(model, settings.model_store, version, current.version if current else None)
+        switch_serving(path, served_models(store, settings.model_store, {model: target}), grpc_address=grpc, timeout_seconds=timeout)
+        try:
+            record = store.promote(model, version, actor=actor, reason=reason, flow_run_id=flow_run_id, force=force)
+        except Exception:
+            switch_serving(path, before, grpc_address=grpc, timeout_seconds=timeout)
+            raise
+    document_version(store, settings.model_store, model, version, actor=actor)
+    return record
 
 
 def act_on_decision(
@@ -92,7 +158,7 @@ def act_on_decision(
     reject: status ``rejected`` with the reasons, reported the same way.
     """
     summary = _carry_out(store, settings, candidate, decision, flow_run_id)
-    document_version(store, settings, candidate.model_name, candidate.version, actor="policy")
+    document_version(store, settings.model_store, candidate.model_name, candidate.version, actor="policy")
     return summary
 
 
@@ -124,6 +190,10 @@ def _carry_out(
     return f"{model} version {version} rejected: {reasons}"
 
 
+def _holder(actor: str, flow_run_id: str | None) -> str:
+    return f"{actor} (flow run {flow_run_id})" if flow_run_id else actor
+
+
 def _request(settings: Settings, candidate: ModelVersionRecord, decision: Decision, flow_run_id: str | None) -> ApprovalRequest:
     flow_run_url = None
     if settings.prefect_ui_url and flow_run_id:
@@ -142,3 +212,6 @@ def _request(settings: Settings, candidate: ModelVersionRecord, decision: Decisi
 
 
 act_on_decision_task = task(act_on_decision, name="act-on-decision", cache_policy=NO_CACHE)
+check_release_task = task(check_release, name="check-release", cache_policy=NO_CACHE)
+smoke_test_task = task(smoke_test_version, name="smoke-test", cache_policy=NO_CACHE)
+switch_to_version_task = task(switch_to_version, name="switch-serving-and-record", cache_policy=NO_CACHE)

@@ -14,10 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tasks.retention import HAS_FILES
+
 if TYPE_CHECKING:
     from registry.store import RegistryStore
 
 STABLE_LABEL = "stable"
+PREVIOUS_LABEL = "previous"
 
 
 class ServingConfigError(Exception):
@@ -69,25 +72,12 @@ def read_config(path: Path) -> list[ServedModel]:
     Raises:
         ServingConfigError: the file is not a valid ModelServerConfig text proto.
     """
-    from google.protobuf import text_format
-    from tensorflow_serving.config import model_server_config_pb2
-
     if not path.exists():
         return []
-    config = model_server_config_pb2.ModelServerConfig()
     try:
-        text_format.Parse(path.read_text(), config)
-    except text_format.ParseError as error:
-        raise ServingConfigError(f"{path}: not a valid ModelServerConfig: {error}") from error
-    return [
-        ServedModel(
-            name=entry.name,
-            base_path=Path(entry.base_path),
-            versions=tuple(entry.model_version_policy.specific.versions),
-            labels=dict(entry.version_labels),
-        )
-        for entry in config.model_config_list.config
-    ]
+        return read_config_text(path.read_text())
+    except ServingConfigError as error:
+        raise ServingConfigError(f"{path}: {error}") from error
 
 
 def write_config(path: Path, models: list[ServedModel]) -> str:
@@ -114,24 +104,99 @@ def write_config(path: Path, models: list[ServedModel]) -> str:
     return text
 
 
-def served_models(store: RegistryStore, model_store: Path) -> list[ServedModel]:
-    """What TF Serving should serve, read from the registry: each model's production version,
-    labelled ``stable``. Models with no production version are left out."""
-    served = []
+def served_model(model: str, model_store: Path, production: int, previous: int | None) -> ServedModel:
+    """``model`` served at ``production`` (label ``stable``), keeping ``previous`` (label
+    ``previous``) loaded so that a rollback is a label move, not a cold load."""
+    if previous is None or previous == production:
+        return ServedModel(model, model_store / model, (production,), {STABLE_LABEL: production})
+    return ServedModel(
+        model,
+        model_store / model,
+        tuple(sorted((production, previous))),
+        {STABLE_LABEL: production, PREVIOUS_LABEL: previous},
+    )
+
+
+def served_models(
+    store: RegistryStore, model_store: Path, overrides: dict[str, ServedModel] | None = None
+) -> list[ServedModel]:
+    """What TF Serving should serve according to the registry, with ``overrides`` replacing
+    the entries of the models being switched right now.
+
+    Each model with a production version is served with it and, when the ``previous`` alias
+    points at a version whose files still exist, with that one too. Models with no
+    production version are left out.
+    """
+    served = dict(overrides or {})
     for model in store.list_models():
+        if model in served:
+            continue
         production = store.get_alias(model, "production")
-        if production is not None:
-            served.append(
-                ServedModel(
-                    name=model,
-                    base_path=model_store / model,
-                    versions=(production.version,),
-                    labels={STABLE_LABEL: production.version},
-                )
-            )
-    return served
+        if production is None:
+            continue
+        previous = store.get_alias(model, "previous")
+        keep = previous.version if previous is not None and previous.status in HAS_FILES else None
+        served[model] = served_model(model, model_store, production.version, keep)
+    return [served[name] for name in sorted(served)]
 
 
 def sync_serving_config(store: RegistryStore, model_store: Path, path: Path) -> str:
     """Rewrite ``path`` so that it follows the registry; returns the text written."""
     return write_config(path, served_models(store, model_store))
+
+
+def switch_serving(path: Path, models: list[ServedModel], *, grpc_address: str | None, timeout_seconds: float) -> None:
+    """Make TF Serving serve ``models``: write ``path`` atomically and, when ``grpc_address``
+    is set, push the config and wait until every new version is AVAILABLE.
+
+    Raises:
+        ServingReloadError: TF Serving refused the config, failed to load a version, or timed
+            out; ``path`` is restored to its previous content (and the server to the previous
+            config) before this is raised.
+        ServingConfigError: ``models`` is not a valid config; nothing was changed.
+    """
+    previous_text = path.read_text() if path.exists() else None
+    previous = read_config(path)
+    write_config(path, models)
+    if grpc_address is None:
+        return
+    from tasks.serving_reload import ServingReloadError, push_config
+
+    try:
+        push_config(grpc_address, models, previous, timeout_seconds=timeout_seconds)
+    except ServingReloadError:
+        restore_config(path, previous_text)
+        raise
+
+
+def restore_config(path: Path, text: str | None) -> None:
+    """Put ``path`` back as it was: ``text``, or no file when ``text`` is None."""
+    if text is None:
+        path.unlink(missing_ok=True)
+        return
+    write_config(path, read_config_text(text))
+
+
+def read_config_text(text: str) -> list[ServedModel]:
+    """Parse ModelServerConfig text (see :func:`read_config`).
+
+    Raises:
+        ServingConfigError: the text is not a valid ModelServerConfig.
+    """
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    config = model_server_config_pb2.ModelServerConfig()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as error:
+        raise ServingConfigError(f"not a valid ModelServerConfig: {error}") from error
+    return [
+        ServedModel(
+            name=entry.name,
+            base_path=Path(entry.base_path),
+            versions=tuple(entry.model_version_policy.specific.versions),
+            labels=dict(entry.version_labels),
+        )
+        for entry in config.model_config_list.config
+    ]

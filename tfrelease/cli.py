@@ -227,25 +227,112 @@ def _fraction(value: float | None) -> str:
     return "" if value is None else f"{value:.4f}"
 
 
+def _run_release(settings: Settings, name: str, version: int, *, reason: str, force: bool) -> None:
+    from tfrelease.orchestrator import configure_prefect
+
+    configure_prefect(settings)
+    from flows.release import release as release_flow
+
+    state = asyncio.run(release_flow(model=name, version=version, actor=_actor(), reason=reason, force=force, return_state=True))
+    if not state.is_completed():
+        errors.print(f"[red]release of {name} version {version} failed; nothing changed:[/red] {state.result(raise_on_failure=False)}", highlight=False)
+        raise typer.Exit(1)
+    console.print(state.result(), highlight=False)
+
+
+@app.command()
+def release(
+    version: int,
+    model: ModelOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Release a rejected version (needs --reason).")] = False,
+    reason: Annotated[Optional[str], typer.Option(help="Why; recorded in the audit log.")] = None,
+) -> None:
+    """Release a version to production: check, smoke-test, switch TF Serving, record."""
+    settings = _settings()
+    name = _model_name(settings, model)
+    if force and not reason:
+        errors.print("[red]--force needs --reason: a forced release of a rejected version must say why[/red]")
+        raise typer.Exit(2)
+    _run_release(settings, name, version, reason=reason or "released from the CLI", force=force)
+
+
 @app.command()
 def approve(version: int, model: ModelOption = None, reason: Annotated[str, typer.Option(help="Why.")] = "approved from the CLI") -> None:
-    """Approve a pending model version and release it to production."""
+    """Approve a version awaiting approval and release it to production."""
+    settings = _settings()
+    name = _model_name(settings, model)
+    store = _store(settings)
+    record = _version(store, name, version)
+    if record.status.value not in {"pending_approval", "approved"}:
+        errors.print(f"[red]{name} version {version} is {record.status.value}, not awaiting approval; use `tfrelease release {version}`[/red]")
+        raise typer.Exit(1)
+    _run_release(settings, name, version, reason=reason, force=False)
+
+
+@app.command()
+def reject(version: int, reason: Annotated[str, typer.Option(help="Why; recorded in the audit log.")], model: ModelOption = None) -> None:
+    """Reject a version so that it is never released (except with release --force)."""
     settings = _settings()
     name = _model_name(settings, model)
     from registry.errors import RegistryError
-    from registry.store import RegistryStore
-    from tasks.release import document_version, promote_version
+    from tasks.model_card import document_version
 
-    store = RegistryStore.open(settings.registry_url)
+    store = _store(settings)
     try:
-        before = store.get_alias(name, "production")
-        promote_version(store, settings, name, version, actor=_actor(), reason=reason, flow_run_id=None)
-        document_version(store, settings, name, version, actor=_actor())
+        record = store.reject(name, version, actor=_actor(), reason=reason)
     except RegistryError as error:
         errors.print(f"[red]{error}[/red]", highlight=False)
         raise typer.Exit(1) from None
-    was = f"version {before.version}" if before else "no version"
-    console.print(f"{name} version {version} is now production (was {was}); {settings.serving_config_path} updated")
+    document_version(store, settings.model_store, name, version, actor=_actor())
+    console.print(f"{name} version {version} is now {record.status.value}: {reason}")
+
+
+@app.command()
+def rollback(
+    model: ModelOption = None,
+    to: Annotated[Optional[int], typer.Option("--to", help="Version to roll back to (default: the previous production version).")] = None,
+    reason: Annotated[str, typer.Option(help="Why; recorded in the audit log.")] = "rolled back from the CLI",
+) -> None:
+    """Put the previous production version (or --to N) back into production.
+
+    Runs as a Prefect flow when a Prefect server is reachable, and directly otherwise: an
+    orchestrator outage never blocks a rollback. Never imports TensorFlow.
+    """
+    settings = _settings()
+    name = _model_name(settings, model)
+    from registry.errors import RegistryError
+    from tasks.rollback import RollbackRefused, rollback_model
+    from tasks.serving_reload import ServingReloadError
+    from tfrelease.orchestrator import reachable_prefect_api
+
+    try:
+        if reachable_prefect_api() is not None:
+            from flows.rollback import rollback as rollback_flow
+
+            state = asyncio.run(rollback_flow(model=name, actor=_actor(), reason=reason, to_version=to, return_state=True))
+            result = state.result()  # raises the flow's error, handled below
+        else:
+            result = rollback_model(_store(settings), settings, name, actor=_actor(), reason=reason, to_version=to)
+    except (RollbackRefused, RegistryError, ServingReloadError) as error:
+        errors.print(f"[red]rollback of {name} refused; nothing changed:[/red] {error}", highlight=False)
+        raise typer.Exit(1) from None
+    console.print(f"{name} rolled back from version {result.from_version} to {result.to_version}; {settings.serving_config_path} updated")
+
+
+def _store(settings: Settings):
+    from registry.store import RegistryStore
+
+    return RegistryStore.open(settings.registry_url)
+
+
+def _version(store, name: str, version: int):
+    from registry.errors import RegistryError
+
+    try:
+        return store.get_version(name, version)
+    except RegistryError as error:
+        errors.print(f"[red]{error}[/red]", highlight=False)
+        raise typer.Exit(1) from None
 
 
 @data_app.command("drop")

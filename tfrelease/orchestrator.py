@@ -27,3 +27,22 @@ def configure_prefect(settings: Settings) -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_TIMEOUT_SECONDS)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up notices
+
+
+def reachable_prefect_api(timeout_seconds: float = 2.0) -> str | None:
+    """The configured Prefect API URL if its server answers ``/health`` now, else None.
+
+    Reads ``PREFECT_API_URL`` from the environment or the active Prefect profile; no URL
+    means no server (this never starts a temporary one).
+    """
+    import httpx
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    if not url:
+        return None
+    try:
+        httpx.get(f"{url.rstrip('/')}/health", timeout=timeout_seconds).raise_for_status()
+    except httpx.HTTPError:
+        return None
+    return url

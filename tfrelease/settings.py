@@ -128,6 +128,18 @@ class SlackSettings(_Strict):
         return self.bot_token is not None and bool(self.channel)
 
 
+class ServingSettings(_Strict):
+    """How a release or rollback reaches TF Serving beyond ``models.config``."""
+
+    grpc_address: str | None = Field(
+        default=None,
+        description="host:port of TF Serving's gRPC API; when set, configs are pushed and verified, not only written.",
+    )
+    reload_timeout_seconds: PositiveFloat = Field(
+        default=120.0, description="How long a push may wait for the new versions to become AVAILABLE."
+    )
+
+
 class Settings(BaseSettings):
     """Everything tfrelease reads from its configuration."""
 
@@ -144,6 +156,7 @@ class Settings(BaseSettings):
     models: dict[str, ModelSettings] = Field(default_factory=lambda: {"digits": ModelSettings()})
     default_model: str = "digits"
     slack: SlackSettings = SlackSettings()
+    serving: ServingSettings = ServingSettings()
     prefect_ui_url: str | None = Field(default=None, description="Base URL of the Prefect UI, for links in messages.")
 
     @model_validator(mode="after")

@@ -47,23 +47,27 @@ def test_versions_on_an_empty_registry_says_how_to_start(settings):
     assert result.exit_code == 0 and "tfrelease retrain" in result.output
 
 
-def test_approve_releases_a_pending_version_and_records_the_cli_user(settings):
+def test_approve_refuses_a_version_that_is_not_awaiting_approval(settings):
     store = RegistryStore.open(settings.registry_url)
     register(store, settings)
-    store.promote("digits", 1, actor="test", reason="first")
-    register(store, settings)
-    store.request_approval("digits", 2, actor="policy", reason="tie")
+    result = runner.invoke(app, ["approve", "1"])
+    assert result.exit_code == 1 and "not awaiting approval" in result.output
+    assert store.get_version("digits", 1).status.value == "registered"
 
-    result = runner.invoke(app, ["approve", "2"])
+
+def test_reject_records_the_reason_and_the_cli_user(settings):
+    store = RegistryStore.open(settings.registry_url)
+    register(store, settings)
+    store.request_approval("digits", 1, actor="policy", reason="tie")
+    result = runner.invoke(app, ["reject", "1", "--reason", "drifted data"])
     assert result.exit_code == 0, result.output
-    assert "version 2 is now production (was version 1)" in result.output
-    assert store.get_alias("digits", "production").version == 2
-    assert read_config(settings.serving_config_path)[0].labels == {"stable": 2}
-    promoted = [e for e in store.list_events("digits") if e.action.value == "promoted"][-1]
-    assert promoted.actor.startswith("cli:") and promoted.from_version == 1
-    card = json.loads((settings.model_store / "digits" / "2" / "assets.extra" / "model_card.json").read_text())
-    assert card["version"] == 2 and card["status"] == "production"
-    assert "version 2" in (settings.model_store / "digits" / "CHANGELOG.md").read_text().lower()
+    event = store.list_events("digits")[-1]
+    assert (event.action.value, event.reason) == ("rejected", "drifted data") and event.actor.startswith("cli:")
+
+
+def test_force_release_without_a_reason_is_refused(settings):
+    result = runner.invoke(app, ["release", "1", "--force"])
+    assert result.exit_code == 2 and "--force needs --reason" in result.output
 
 
 def test_approving_an_unknown_version_fails_clearly_and_changes_nothing(settings):

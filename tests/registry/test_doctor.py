@@ -363,7 +363,9 @@ def test_a_stale_config_follows_the_registry_and_drops_a_model_without_productio
     assert f"stable->{old}" in drifts[0].description and f"stable->{new}" in drifts[0].description
     done = repair(drifts, store, model_store, config_path, "doctor-test")
     assert done == [f"rewrote {config_path} from the registry"]  # once, not once per model
-    assert read_config(config_path) == [ServedModel("digits", model_store / "digits", (new,), {"stable": new})]
+    assert read_config(config_path) == [
+        ServedModel("digits", model_store / "digits", (old, new), {"stable": new, "previous": old})
+    ]
     assert doctor(store, model_store, config_path) == []
 
 

@@ -13,7 +13,7 @@ from registry.store import RegistryStore
 
 def test_a_second_holder_is_refused_with_who_holds_it_and_why(store: RegistryStore):
     with store.model_lock("digits", holder="cli:alice", purpose="release of version 3"):
-        with pytest.raises(ModelLocked, match=r"locked by cli:alice \(release of version 3\)"):
+        with pytest.raises(ModelLocked, match=r"locked by cli:alice \[pid \d+, \w+\] \(release of version 3\)"):
             with store.model_lock("digits", holder="slack:U1", purpose="rollback", wait_seconds=0.3, poll_seconds=0.05):
                 pytest.fail("entered a held lock")
     with store.model_lock("digits", holder="slack:U1", purpose="rollback", wait_seconds=0.3):

@@ -1,0 +1,90 @@
+"""Rollback: put a version that was production before back in front of traffic.
+
+This path must work when things are broken: it imports neither TensorFlow nor training code
+(the target was smoke-tested when it was first released; its files are checked by sha256),
+and it needs no Prefect server (``tfrelease rollback`` calls :func:`rollback_model` directly
+when none is reachable).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from registry.models import AuditAction
+from registry.store import RegistryStore
+from tasks.integrity import VersionFilesError, check_version_files
+from tasks.model_card import document_version
+from tasks.serving import read_config, served_model, served_models, switch_serving
+from tfrelease.settings import Settings
+
+
+class RollbackRefused(Exception):
+    """The rollback cannot be done safely; nothing was changed. The message says why."""
+
+
+class RollbackResult(BaseModel):
+    """What a rollback changed: production moved from ``from_version`` to ``to_version``."""
+
+    model: str
+    from_version: int
+    to_version: int
+
+
+def rollback_model(
+    store: RegistryStore,
+    settings: Settings,
+    model: str,
+    *,
+    actor: str,
+    reason: str,
+    to_version: int | None = None,
+    flow_run_id: str | None = None,
+) -> RollbackResult:
+    """Roll ``model`` back to ``to_version``, by default the ``previous`` alias.
+
+    Under the model's lock: the target must have been production before (a ``promoted``
+    event names it) and its files must be intact; then TF Serving is switched to it and the
+    registry records the rollback (the old production becomes ``rolled_back``). If the
+    registry refuses, serving is switched back.
+
+    Raises:
+        RollbackRefused: no production version, no target, a target that never was in
+            production, or a target whose files are missing or changed.
+        registry.errors.ModelLocked: another release or rollback held the lock too long.
+        registry.errors.VersionNotFound: ``to_version`` does not exist.
+        tasks.serving_reload.ServingReloadError: TF Serving refused or failed to load the
+            target; config restored, registry unchanged.
+    """
+    path, grpc, timeout = settings.serving_config_path, settings.serving.grpc_address, settings.serving.reload_timeout_seconds
+    holder = f"{actor} (flow run {flow_run_id})" if flow_run_id else actor
+    with store.model_lock(model, holder=holder, purpose="rollback"):
+        current = store.get_alias(model, "production")
+        if current is None:
+            raise RollbackRefused(f"{model} has no production version to roll back from")
+        target = store.get_version(model, to_version) if to_version is not None else store.get_alias(model, "previous")
+        if target is None:
+            raise RollbackRefused(f"{model} has no previous version to roll back to; name one with --to")
+        if target.version == current.version:
+            raise RollbackRefused(f"{model} version {target.version} is already in production")
+        promoted = {e.to_version for e in store.list_events(model) if e.action is AuditAction.PROMOTED}
+        if target.version not in promoted:
+            raise RollbackRefused(f"{model} version {target.version} was never in production; release it instead")
+        try:
+            check_version_files(target)
+        except VersionFilesError as error:
+            raise RollbackRefused(f"refusing to roll back to a damaged version: {error}") from error
+
+        before = read_config(path)
+        switch_serving(
+            path,
+            served_models(store, settings.model_store, {model: served_model(model, settings.model_store, target.version, None)}),
+            grpc_address=grpc,
+            timeout_seconds=timeout,
+        )
+        try:
+            store.rollback(model, actor=actor, reason=reason, flow_run_id=flow_run_id, to_version=target.version)
+        except Exception:
+            switch_serving(path, before, grpc_address=grpc, timeout_seconds=timeout)
+            raise
+    document_version(store, settings.model_store, model, current.version, actor=actor)
+    return RollbackResult(model=model, from_version=current.version, to_version=target.version)

@@ -1,0 +1,253 @@
+"""Release and rollback with real SavedModels: registry, aliases, models.config labels and
+the audit log move together, and damaged targets are refused with nothing changed."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from registry.models import VersionStatus
+from registry.store import RegistryStore
+from tasks.checksum import file_sha256
+from tasks.data import LABEL, PIXELS, DataFolders, ensure_bundled_holdout, frame_to_arrays, read_batch
+from tasks.evaluate import SmokeTestError, evaluate_version
+from tasks.integrity import VersionFilesError
+from tasks.release import check_release, smoke_test_version, switch_to_version
+from tasks.rollback import RollbackRefused, rollback_model
+from tasks.serving import read_config
+from tasks.serving_reload import ServingReloadError
+from tests.serving.fake_serving import FakeServing, serve_fake
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def register_copy(store: RegistryStore, settings, exported: Path, *, accuracy: float | None = None) -> int:
+    """Register a copy of a real SavedModel as the next version, scored on the real held-out set."""
+    record = store.allocate_version("digits", actor="test", reason="test candidate")
+    target = settings.model_store / "digits" / str(record.version)
+    shutil.copytree(exported, target)
+    holdout = read_batch(ensure_bundled_holdout(DataFolders.for_model(settings, "digits")))
+    metrics = evaluate_version(target, frame_to_arrays(holdout, PIXELS, LABEL), "pixels").model_dump()
+    if accuracy is not None:
+        metrics["accuracy"] = accuracy
+    store.complete_registration(
+        "digits", record.version, path=str(target), saved_model_sha256=file_sha256(target / "saved_model.pb"),
+        metrics=metrics, hyperparameters={}, data_fingerprint="f" * 64, batches=[], baseline_version=None,
+        baseline_metrics=None, git_commit=None, python_version="3.11", tensorflow_version="2.21.0",
+        keras_version="3.15.1", actor="test",
+    )
+    return record.version
+
+
+def state_of(store: RegistryStore, settings) -> dict:
+    production, previous = store.get_alias("digits", "production"), store.get_alias("digits", "previous")
+    return {
+        "statuses": {v.version: v.status.value for v in store.list_versions("digits")},
+        "production": production.version if production else None,
+        "previous": previous.version if previous else None,
+        "config": [(m.versions, m.labels) for m in read_config(settings.serving_config_path)],
+        "events": len(store.list_events("digits")),
+    }
+
+
+def release(store, settings, version: int, **kwargs):
+    record = check_release(store, "digits", version, force=kwargs.get("force", False))
+    smoke_test_version(settings, record)
+    return switch_to_version(store, settings, "digits", version, actor="cli:alice", reason="test release", **kwargs)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_release_then_rollback_then_release_again_through_the_flows(settings, exported_digits):
+    from flows.release import release as release_flow
+    from flows.rollback import rollback as rollback_flow
+
+    store = RegistryStore.open(settings.registry_url)
+    v1, v2, v3 = (register_copy(store, settings, exported_digits) for _ in range(3))
+
+    def run(flow, **params):
+        state = asyncio.run(flow(return_state=True, **params))
+        assert state.is_completed(), state.result(raise_on_failure=False)
+        return state
+
+    run(release_flow, model="digits", version=v1, actor="cli:alice", reason="first")
+    run(release_flow, model="digits", version=v2, actor="cli:alice", reason="better")
+    assert state_of(store, settings) | {"events": None} == {
+        "statuses": {1: "archived", 2: "production", 3: "registered"},
+        "production": 2, "previous": 1,
+        "config": [((1, 2), {"stable": 2, "previous": 1})],
+        "events": None,
+    }
+
+    result = run(rollback_flow, model="digits", actor="slack:U42", reason="latency spike").result()
+    assert (result.from_version, result.to_version) == (2, 1)
+    assert state_of(store, settings) | {"events": None} == {
+        "statuses": {1: "production", 2: "rolled_back", 3: "registered"},
+        "production": 1, "previous": None,
+        "config": [((1,), {"stable": 1})],
+        "events": None,
+    }
+
+    run(release_flow, model="digits", version=v3, actor="cli:bob", reason="fixed")
+    assert state_of(store, settings) | {"events": None} == {
+        "statuses": {1: "archived", 2: "rolled_back", 3: "production"},
+        "production": 3, "previous": 1,
+        "config": [((1, 3), {"stable": 3, "previous": 1})],
+        "events": None,
+    }
+    moves = [(e.action.value, e.version, e.from_version, e.to_version, e.actor)
+             for e in store.list_events("digits") if e.action.value in {"promoted", "archived", "rolled_back"}]
+    assert moves == [
+        ("promoted", 1, None, 1, "cli:alice"),
+        ("archived", 1, 1, 2, "cli:alice"),
+        ("promoted", 2, 1, 2, "cli:alice"),
+        ("rolled_back", 2, 2, 1, "slack:U42"),
+        ("archived", 1, 1, 3, "cli:bob"),
+        ("promoted", 3, 1, 3, "cli:bob"),
+    ]
+    rolled_back = [e for e in store.list_events("digits") if e.action.value == "rolled_back"][0]
+    assert rolled_back.reason == "latency spike" and rolled_back.flow_run_id
+
+
+@pytest.mark.parametrize("damage", ["variables deleted", "saved_model.pb changed", "folder missing"])
+def test_a_damaged_release_target_is_refused_and_nothing_changes(settings, exported_digits, damage):
+    store = RegistryStore.open(settings.registry_url)
+    v1, v2 = register_copy(store, settings, exported_digits), register_copy(store, settings, exported_digits)
+    release(store, settings, v1)
+    folder = settings.model_store / "digits" / str(v2)
+    if damage == "variables deleted":
+        shutil.rmtree(folder / "variables")
+    elif damage == "saved_model.pb changed":
+        with (folder / "saved_model.pb").open("ab") as handle:
+            handle.write(b"\0")
+    else:
+        shutil.rmtree(folder)
+    before = state_of(store, settings)
+    with pytest.raises(VersionFilesError, match=f"digits version {v2}"):
+        check_release(store, "digits", v2, force=False)
+    assert state_of(store, settings) == before
+
+
+def test_a_model_scoring_differently_than_recorded_fails_the_smoke_test(settings, exported_digits):
+    store = RegistryStore.open(settings.registry_url)
+    version = register_copy(store, settings, exported_digits, accuracy=0.5)
+    with pytest.raises(SmokeTestError, match="0.500000 was recorded"):
+        smoke_test_version(settings, check_release(store, "digits", version, force=False))
+
+
+def test_a_rejected_version_needs_force_and_is_logged_as_force_released(settings, exported_digits):
+    from registry.errors import IllegalTransition
+
+    store = RegistryStore.open(settings.registry_url)
+    version = register_copy(store, settings, exported_digits)
+    store.reject("digits", version, actor="policy", reason="recall drop")
+    with pytest.raises(IllegalTransition, match="rejected"):
+        check_release(store, "digits", version, force=False)
+    release(store, settings, version, force=True)
+    assert [e.action.value for e in store.list_events("digits")][-2:] == ["force_released", "promoted"]
+
+
+@pytest.mark.parametrize("damage", ["variables deleted", "saved_model.pb changed"])
+def test_a_damaged_rollback_target_is_refused_and_nothing_changes(settings, exported_digits, damage):
+    store = RegistryStore.open(settings.registry_url)
+    v1, v2 = register_copy(store, settings, exported_digits), register_copy(store, settings, exported_digits)
+    release(store, settings, v1)
+    release(store, settings, v2)
+    folder = settings.model_store / "digits" / str(v1)
+    if damage == "variables deleted":
+        shutil.rmtree(folder / "variables")
+    else:
+        (folder / "saved_model.pb").write_bytes(b"tampered")
+    before = state_of(store, settings)
+    with pytest.raises(RollbackRefused, match="damaged version"):
+        rollback_model(store, settings, "digits", actor="cli:alice", reason="test")
+    assert state_of(store, settings) == before
+
+
+def test_rollback_refuses_a_version_that_never_was_in_production(settings, exported_digits):
+    store = RegistryStore.open(settings.registry_url)
+    v1, v2 = register_copy(store, settings, exported_digits), register_copy(store, settings, exported_digits)
+    release(store, settings, v1)
+    with pytest.raises(RollbackRefused, match="never in production"):
+        rollback_model(store, settings, "digits", actor="cli:alice", reason="test", to_version=v2)
+    with pytest.raises(RollbackRefused, match="no previous version"):
+        rollback_model(store, settings, "digits", actor="cli:alice", reason="test")
+
+
+def test_release_pushes_to_tf_serving_and_a_load_error_restores_everything(settings, exported_digits, monkeypatch):
+    from tfrelease.settings import get_settings
+
+    fake = FakeServing(load_seconds=0.1)
+    with serve_fake(fake) as address:
+        monkeypatch.setenv("TFRELEASE_SERVING__GRPC_ADDRESS", address)
+        monkeypatch.setenv("TFRELEASE_SERVING__RELOAD_TIMEOUT_SECONDS", "5")
+        get_settings.cache_clear()
+        settings = get_settings()
+        store = RegistryStore.open(settings.registry_url)
+        v1, v2 = register_copy(store, settings, exported_digits), register_copy(store, settings, exported_digits)
+        release(store, settings, v1)
+        assert fake.labels() == {"digits": {"stable": 1}}
+
+        fake.fail[("digits", v2)] = "Failed to load servable: DATA_LOSS: checksum mismatch"
+        before = state_of(store, settings)
+        with pytest.raises(ServingReloadError, match="DATA_LOSS"):
+            release(store, settings, v2)
+        assert state_of(store, settings) == before
+        assert fake.labels() == {"digits": {"stable": 1}}
+
+        del fake.fail[("digits", v2)]
+        release(store, settings, v2)
+        assert fake.labels() == {"digits": {"stable": 2, "previous": 1}}
+        rollback_model(store, settings, "digits", actor="cli:alice", reason="test")
+        assert fake.labels() == {"digits": {"stable": 1}}
+
+
+def test_the_rollback_command_works_without_prefect_or_tensorflow(settings, exported_digits):
+    store = RegistryStore.open(settings.registry_url)
+    v1, v2 = register_copy(store, settings, exported_digits), register_copy(store, settings, exported_digits)
+    release(store, settings, v1)
+    release(store, settings, v2)
+    code = (
+        "import sys\n"
+        "from tfrelease.cli import app\n"
+        "try:\n"
+        "    app(['rollback', '--reason', 'drill'], standalone_mode=False)\n"
+        "except SystemExit as exit:\n"
+        "    assert not exit.code, exit.code\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'great_expectations') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("PREFECT_API")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "rolled back from version 2 to 1" in done.stdout
+    assert store.get_alias("digits", "production").version == 1
+    assert store.get_version("digits", v2).status is VersionStatus.ROLLED_BACK
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_approve_command_releases_a_pending_version_and_records_the_cli_user(settings, exported_digits):
+    import json
+
+    from typer.testing import CliRunner
+
+    from tfrelease.cli import app
+
+    store = RegistryStore.open(settings.registry_url)
+    v1, v2 = register_copy(store, settings, exported_digits), register_copy(store, settings, exported_digits)
+    release(store, settings, v1)
+    store.request_approval("digits", v2, actor="policy", reason="tie")
+
+    result = CliRunner().invoke(app, ["approve", str(v2)])
+    assert result.exit_code == 0, result.output
+    assert "released to production" in result.output
+    assert state_of(store, settings)["config"] == [((1, 2), {"stable": 2, "previous": 1})]
+    promoted = [e for e in store.list_events("digits") if e.action.value == "promoted"][-1]
+    assert promoted.actor.startswith("cli:") and promoted.from_version == v1
+    card = json.loads((settings.model_store / "digits" / str(v2) / "assets.extra" / "model_card.json").read_text())
+    assert card["version"] == v2 and card["status"] == "production"
+    assert f"version {v2}" in (settings.model_store / "digits" / "CHANGELOG.md").read_text().lower()
