@@ -36,9 +36,8 @@ def reachable_prefect_api(timeout_seconds: float = 2.0) -> str | None:
     means no server (this never starts a temporary one).
     """
     import httpx
-    from prefect.settings import get_current_settings
 
-    url = get_current_settings().api.url
+    url = os.environ.get("PREFECT_API_URL") or _profile_api_url()
     if not url:
         return None
     try:
@@ -46,3 +45,15 @@ def reachable_prefect_api(timeout_seconds: float = 2.0) -> str | None:
     except httpx.HTTPError:
         return None
     return url
+
+
+def _profile_api_url() -> str | None:
+    # Importing Prefect costs about a second, so it is only asked when a profiles file
+    # could set the URL at all (the rollback command must stay fast).
+    home = Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser()
+    profiles = Path(os.environ.get("PREFECT_PROFILES_PATH", home / "profiles.toml")).expanduser()
+    if not profiles.is_file() or "PREFECT_API_URL" not in profiles.read_text():
+        return None
+    from prefect.settings import get_current_settings
+
+    return get_current_settings().api.url
