@@ -27,48 +27,17 @@ from tasks.decide import Decision, Outcome
 from tasks.evaluate import Metrics
 from tasks.notify import (
     ApprovalRequest,
-    approval_request_message,
     format_console_request,
     post_message,
     promoted_message,
     rejected_message,
 )
 from tasks.model_card import document_version
-from tasks.serving import read_config, served_model, served_models, switch_serving, sync_serving_config
+from tasks.serving import read_config, served_model, served_models, switch_serving
+from tasks.slack_messages import mark_superseded, post_approval_request
 from tfrelease.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-
-def promote_version(
-    store: RegistryStore,
-    settings: Settings,
-    model: str,
-    version: int,
-    *,
-    actor: str,
-    reason: str,
-    flow_run_id: str | None,
-    decision: Decision | None = None,
-) -> ModelVersionRecord:
-    """Make ``version`` the production version and point TF Serving's ``stable`` label at it.
-
-    Raises:
-        registry.errors.VersionNotFound, registry.errors.IllegalTransition: from the registry;
-            nothing changed.
-        ServingConfigError, OSError: the config could not be written; the registry already
-            records the promotion, and the next promotion or ``tfrelease doctor`` rewrites it.
-    """
-    record = store.promote(
-        model,
-        version,
-        actor=actor,
-        reason=reason,
-        flow_run_id=flow_run_id,
-        decision=decision.model_dump(mode="json") if decision else None,
-    )
-    sync_serving_config(store, settings.model_store, settings.serving_config_path)
-    return record
 
 
 def check_release(store: RegistryStore, model: str, version: int, *, force: bool) -> ModelVersionRecord:
@@ -114,6 +83,7 @@ def switch_to_version(
     reason: str,
     force: bool = False,
     flow_run_id: str | None = None,
+    decision: Decision | None = None,
 ) -> ModelVersionRecord:
     """Under the model's lock: point TF Serving at ``version`` (``stable``; the old production
     stays loaded as ``previous``), then record the promotion in the registry.
@@ -135,7 +105,15 @@ def switch_to_version(
         target = served_model(model, settings.model_store, version, current.version if current else None)
         switch_serving(path, served_models(store, settings.model_store, {model: target}), grpc_address=grpc, timeout_seconds=timeout)
         try:
-            record = store.promote(model, version, actor=actor, reason=reason, flow_run_id=flow_run_id, force=force)
+            record = store.promote(
+                model,
+                version,
+                actor=actor,
+                reason=reason,
+                flow_run_id=flow_run_id,
+                force=force,
+                decision=decision.model_dump(mode="json") if decision else None,
+            )
         except Exception:
             switch_serving(path, before, grpc_address=grpc, timeout_seconds=timeout)
             raise
@@ -152,24 +130,17 @@ def act_on_decision(
 ) -> str:
     """Apply ``decision`` to the registered ``candidate``; returns a one-paragraph summary.
 
-    promote: production alias and ``models.config`` move to the candidate.
+    promote: TF Serving and then the production alias move to the candidate (see
+    :func:`switch_to_version`).
     request_approval: status ``pending_approval`` (older pending versions are superseded) and
     an approval request in Slack, or on the console when Slack is off.
     reject: status ``rejected`` with the reasons, reported the same way.
     """
-    summary = _carry_out(store, settings, candidate, decision, flow_run_id)
-    document_version(store, settings.model_store, candidate.model_name, candidate.version, actor="policy")
-    return summary
-
-
-def _carry_out(
-    store: RegistryStore, settings: Settings, candidate: ModelVersionRecord, decision: Decision, flow_run_id: str | None
-) -> str:
     model, version = candidate.model_name, candidate.version
     reasons = "; ".join(decision.reasons)
     recorded = decision.model_dump(mode="json")
     if decision.outcome is Outcome.PROMOTE:
-        promote_version(
+        switch_to_version(
             store, settings, model, version, actor="policy", reason=reasons, flow_run_id=flow_run_id, decision=decision
         )
         post_message(settings.slack, promoted_message(_request(settings, candidate, decision, flow_run_id)))
@@ -182,10 +153,13 @@ def _carry_out(
         summary = f"{model} version {version} awaits approval: {reasons}"
         if superseded:
             summary += f" (supersedes pending version(s) {', '.join(map(str, superseded))})"
-        if post_message(settings.slack, approval_request_message(request)) is None:
+        document_version(store, settings.model_store, model, version, actor="policy")
+        if post_approval_request(settings, request) is None:
             summary += "\n" + format_console_request(request, approve_command=f"tfrelease approve {version} --model {model}")
+        mark_superseded(settings, model, superseded, version)
         return summary
     store.reject(model, version, actor="policy", reason=reasons, flow_run_id=flow_run_id, decision=recorded)
+    document_version(store, settings.model_store, model, version, actor="policy")
     post_message(settings.slack, rejected_message(_request(settings, candidate, decision, flow_run_id)))
     return f"{model} version {version} rejected: {reasons}"
 

@@ -68,7 +68,8 @@ def test_two_nights_promote_version_1_then_decide_version_2_against_it(settings)
     expected_status = {"promote": "production", "request_approval": "pending_approval", "reject": "rejected"}
     assert v2.status.value == expected_status[report2.outcome]
     production = store.get_alias("digits", "production").version
-    assert read_config(settings.serving_config_path)[0].labels == {"stable": production}
+    expected_labels = {"stable": 2, "previous": 1} if production == 2 else {"stable": 1}
+    assert read_config(settings.serving_config_path)[0].labels == expected_labels
     actions = [e.action.value for e in store.list_events("digits")]
     assert actions[:3] == ["allocated", "registered", "promoted"]
     assert all(e.actor and e.reason for e in store.list_events("digits"))
