@@ -12,7 +12,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tasks.retention import HAS_FILES
 
@@ -191,6 +191,11 @@ def read_config_text(text: str) -> list[ServedModel]:
         text_format.Parse(text, config)
     except text_format.ParseError as error:
         raise ServingConfigError(f"not a valid ModelServerConfig: {error}") from error
+    return from_proto(config)
+
+
+def from_proto(config: Any) -> list[ServedModel]:
+    """The models of a ``ModelServerConfig`` message, in its order."""
     return [
         ServedModel(
             name=entry.name,

@@ -14,11 +14,10 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from pathlib import Path
 
 import grpc
 
-from tasks.serving import ServedModel
+from tasks.serving import ServedModel, from_proto
 from tasks.serving_reload import model_service_protos
 
 _protos = model_service_protos()
@@ -57,15 +56,7 @@ class FakeServing(_protos.model_service_pb2_grpc.ModelServiceServicer):
 
     def served(self, index: int) -> list[ServedModel]:
         """The ``index``-th config received, as ServedModels."""
-        return [
-            ServedModel(
-                name=entry.name,
-                base_path=Path(entry.base_path),
-                versions=tuple(entry.model_version_policy.specific.versions),
-                labels=dict(entry.version_labels),
-            )
-            for entry in self.configs[index].model_config_list.config
-        ]
+        return from_proto(self.configs[index])
 
     def labels(self) -> dict[str, dict[str, int]]:
         """The labels currently in force, per model."""
