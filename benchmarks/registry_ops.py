@@ -1,34 +1,37 @@
 """Registry operation latency with 1,000 and with 100,000 version rows in the table.
 
-Two phases on one fresh database, each timing the same operations on a model of its own
-that ends with 1,000 versions:
+Two fresh registry databases, measured side by side:
 
-1. model ``bench-a`` on an empty registry: register (``allocate_version`` +
-   ``complete_registration``) and promote (which moves the ``production`` alias) each of
-   its 1,000 versions in turn, then ``get_alias(production)`` and ``list_versions`` of the
-   model, repeated; the table holds 1,000 version rows at the end.
-2. bulk-load 98 other models of 1,000 versions each straight through SQLAlchemy Core (a
-   benchmark fixture that bypasses the store: versions, aliases and the audit events the
-   store would have written), then the same operations on model ``bench-b``; the table
-   holds 100,000 version rows at the end.
+- *small*: only the measured model, which ends with 1,000 versions (1,000 version rows);
+- *large*: first bulk-loaded with 99 other models of 1,000 versions each straight through
+  SQLAlchemy Core (a benchmark fixture that bypasses the store: versions, aliases and the
+  audit events the store would have written), then the same measured model (100,000 rows).
 
-The table shows median and 95th percentile per operation in milliseconds for both phases
-and the ratio 100k/1k: a ratio near 1 means the operation does not depend on the table's
-size; one that grows with it (a full scan, e.g. a missing index) shows as a large ratio.
+On each, the measured model's 1,000 versions are registered (``allocate_version`` +
+``complete_registration``) and promoted (which moves the ``production`` alias) one by one;
+then ``get_alias(production)`` and ``list_versions`` of the model are called repeatedly.
+Calls alternate between the two databases in a random order, so a busy machine (or Python's
+garbage collector) slows both alike.
 
-    uv run python benchmarks/registry_ops.py                 # SQLite, a temporary file
+The table shows median and 95th percentile per operation in milliseconds on both and the
+ratio 100k/1k: near 1 means the operation does not depend on the table's size; a ratio
+that grows with it (a full scan, e.g. a missing index) is the thing to look for.
+
+    uv run python benchmarks/registry_ops.py                 # SQLite, temporary files
     uv run python benchmarks/registry_ops.py --postgres      # PostgreSQL at 127.0.0.1:5432
     uv run python benchmarks/registry_ops.py --url postgresql+psycopg://postgres@127.0.0.1:5432/bench_registry
 
-With ``--postgres`` or a PostgreSQL ``--url``, the named database is created (it must not
-exist yet; the server's ``postgres`` database is used to create and drop it) and dropped at
-the end. A SQLite ``--url`` names a file that must not exist yet; it is removed at the end.
-Takes about a minute per database on two cores.
+With ``--postgres`` or a PostgreSQL ``--url`` (say database ``D``), databases ``D_small``
+and ``D_large`` are created (they must not exist; the server's ``postgres`` database is
+used to create them) and dropped at the end. A SQLite ``--url`` names a file ``F.db``:
+``F-small.db`` and ``F-large.db`` must not exist and are removed at the end. Takes about a
+minute per database system on two cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import sys
 import tempfile
@@ -57,6 +60,8 @@ from registry.store import RegistryStore
 
 DEFAULT_POSTGRES_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 WHO = {"actor": "bench", "reason": "benchmark"}
+MODEL = "digits"
+"""The measured model; the bulk-loaded ones are ``bulk-000``, ``bulk-001``, ..."""
 CHUNK = 5_000  # rows per executemany in the bulk load
 
 OPERATIONS = (
@@ -100,22 +105,34 @@ def register(store: RegistryStore, model: str) -> int:
     return number
 
 
-def measure(store: RegistryStore, model: str, versions: int, reads: int) -> dict[str, list[float]]:
-    """Register and promote ``versions`` versions of ``model``, then read it ``reads`` times.
+def measure(stores: list[RegistryStore], versions: int, reads: int) -> list[dict[str, list[float]]]:
+    """Register and promote ``versions`` versions of MODEL on each store, then read it
+    ``reads`` times: round by round, each round calling every store once in a random
+    (seeded) order. A busy machine then slows every store alike, and so does Python's full
+    garbage collection: it comes every few list_versions calls, and with a fixed order
+    it kept landing on the same store, which showed as a false 1.4x ratio.
 
     Returns:
-        Milliseconds per call, by operation name.
+        Per store (in the given order), milliseconds per call by operation name.
     """
-    samples: dict[str, list[float]] = {name: [] for name, _ in OPERATIONS}
+    rng = random.Random(0)
+    samples: list[dict[str, list[float]]] = [{name: [] for name, _ in OPERATIONS} for _ in stores]
+    order = list(zip(stores, samples, strict=True))
     for _ in range(versions):
-        number = timed(samples["register"], register, store, model)
-        timed(samples["promote"], store.promote, model, number, **WHO)
-    analyze(store.engine)
+        rng.shuffle(order)
+        for store, times in order:
+            number = timed(times["register"], register, store, MODEL)
+            timed(times["promote"], store.promote, MODEL, number, **WHO)
+    for store in stores:
+        analyze(store.engine)
     for _ in range(reads):
-        production = timed(samples["get_alias"], store.get_alias, model, PRODUCTION)
-        listed = timed(samples["list_versions"], store.list_versions, model)
-    assert production is not None and production.version == versions
-    assert len(listed) == versions
+        rng.shuffle(order)
+        for store, times in order:
+            production = timed(times["get_alias"], store.get_alias, MODEL, PRODUCTION)
+            assert production is not None and production.version == versions
+        rng.shuffle(order)
+        for store, times in order:
+            assert len(timed(times["list_versions"], store.list_versions, MODEL)) == versions
     return samples
 
 
@@ -194,18 +211,17 @@ def report(small: dict[str, list[float]], large: dict[str, list[float]], small_r
     for name, label in OPERATIONS:
         (a_med, a_p95), (b_med, b_p95) = summary(small[name]), summary(large[name])
         print(
-            f"{label:32} {a_med:8.2f} {a_p95:8.2f} {b_med:8.2f} {b_p95:8.2f} "
-            f"{b_med / a_med:8.2f} {b_p95 / a_p95:6.2f}"
+            f"{label:32} {a_med:8.2f} {a_p95:8.2f} {b_med:8.2f} {b_p95:8.2f} {b_med / a_med:8.2f} {b_p95 / a_p95:6.2f}"
         )
 
 
 @contextmanager
-def fresh_database(url: str | None, postgres: bool) -> Iterator[str]:
-    """Yield the URL of a new, empty database; remove it afterwards."""
-    if postgres or (url is not None and make_url(url).get_backend_name() == "postgresql"):
-        target = make_url(url) if url else make_url(DEFAULT_POSTGRES_SERVER).set(
-            database=f"tfrelease_bench_{uuid.uuid4().hex[:10]}"
-        )
+def fresh_database(url: str | None, suffix: str, scratch: Path) -> Iterator[str]:
+    """Yield the URL of a new, empty database named after ``url`` and ``suffix``; drop it
+    afterwards. No ``url``: a SQLite file in ``scratch``."""
+    if url is not None and make_url(url).get_backend_name() == "postgresql":
+        base = make_url(url)
+        target = base.set(database=f"{base.database}_{suffix}")
         admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:
             connection.exec_driver_sql(f'CREATE DATABASE "{target.database}"')
@@ -216,53 +232,62 @@ def fresh_database(url: str | None, postgres: bool) -> Iterator[str]:
                 connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
             admin.dispose()
         return
-    if url is not None:
-        path = Path(make_url(url).database or "")
-        if not path.name or path.exists():
-            sys.exit(f"--url must name a SQLite file that does not exist yet: {url}")
-        try:
-            yield url
-        finally:
-            for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-                leftover.unlink(missing_ok=True)
-        return
-    with tempfile.TemporaryDirectory() as folder:
-        yield f"sqlite:///{Path(folder) / 'registry.db'}"
+    given = Path(make_url(url).database or "") if url is not None else scratch / "registry.db"
+    if not given.name:
+        sys.exit(f"--url must name a SQLite file: {url}")
+    path = given.with_name(f"{given.stem}-{suffix}{given.suffix}")
+    if path.exists():
+        sys.exit(f"{path} exists already; the benchmark needs a fresh database")
+    try:
+        yield f"sqlite:///{path}"
+    finally:
+        for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            leftover.unlink(missing_ok=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", help="database to create, use and drop (default: a temporary SQLite file)")
-    parser.add_argument("--postgres", action="store_true", help=f"a fresh database on {DEFAULT_POSTGRES_SERVER}")
-    parser.add_argument("--versions", type=int, default=1_000, help="versions of each measured model")
-    parser.add_argument("--rows", type=int, default=100_000, help="version rows in the table in phase 2")
-    parser.add_argument("--reads", type=int, default=200, help="get_alias and list_versions calls per phase")
+    parser.add_argument("--url", help="names the databases to create, use and drop (default: temporary SQLite)")
+    parser.add_argument("--postgres", action="store_true", help=f"fresh databases on {DEFAULT_POSTGRES_SERVER}")
+    parser.add_argument("--versions", type=int, default=1_000, help="versions of the measured model")
+    parser.add_argument("--rows", type=int, default=100_000, help="version rows in the large database at the end")
+    parser.add_argument("--reads", type=int, default=200, help="get_alias and list_versions calls per database")
     args = parser.parse_args()
-    bulk_models = (args.rows - 2 * args.versions) // args.versions
+    bulk_models = (args.rows - args.versions) // args.versions
+    url = args.url
+    if url is None and args.postgres:
+        random_name = f"tfrelease_bench_{uuid.uuid4().hex[:10]}"
+        url = make_url(DEFAULT_POSTGRES_SERVER).set(database=random_name).render_as_string(hide_password=False)
 
-    with fresh_database(args.url, args.postgres) as url:
-        store = RegistryStore.open(url)
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        fresh_database(url, "small", Path(scratch)) as small_url,
+        fresh_database(url, "large", Path(scratch)) as large_url,
+    ):
+        small, large = RegistryStore.open(small_url), RegistryStore.open(large_url)
         try:
-            dialect = store.engine.dialect.name
-            print(f"registry operations on {dialect} ({make_url(url).render_as_string(hide_password=True)})")
-            print(f"each phase: {args.versions:,} register + promote, then {args.reads} get_alias and list_versions")
-
-            small = measure(store, "bench-a", args.versions, args.reads)
-            small_rows = count(store.engine, ModelVersion)
-
+            print(f"registry operations on {small.engine.dialect.name}")
+            for shown in (small_url, large_url):
+                print(f"  {make_url(shown).render_as_string(hide_password=True)}")
             start = time.perf_counter()
-            bulk_load(store.engine, bulk_models, args.versions)
-            analyze(store.engine)
+            bulk_load(large.engine, bulk_models, args.versions)
+            analyze(large.engine)
             loaded = time.perf_counter() - start
-            print(f"bulk load: {bulk_models} models x {args.versions:,} versions in {loaded:.1f} s")
+            print(f"bulk load (large): {bulk_models} models x {args.versions:,} versions in {loaded:.1f} s")
+            print(
+                f"measured: {args.versions:,} x (register + promote), then {args.reads} x get_alias"
+                " and list_versions, alternating between the databases"
+            )
 
-            large = measure(store, "bench-b", args.versions, args.reads)
-            large_rows = count(store.engine, ModelVersion)
-            events = count(store.engine, AuditEvent)
-            print(f"at the end: {large_rows:,} version rows, {events:,} audit events\n")
-            report(small, large, small_rows, large_rows)
+            small_times, large_times = measure([small, large], args.versions, args.reads)
+            small_rows, large_rows = count(small.engine, ModelVersion), count(large.engine, ModelVersion)
+            small_events, large_events = count(small.engine, AuditEvent), count(large.engine, AuditEvent)
+            print(f"at the end: {small_rows:,} and {large_rows:,} version rows", end="; ")
+            print(f"{small_events:,} and {large_events:,} audit events\n")
+            report(small_times, large_times, small_rows, large_rows)
         finally:
-            store.close()
+            small.close()
+            large.close()
 
 
 if __name__ == "__main__":

@@ -22,10 +22,10 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
-from registry.database import create_registry_engine, upgrade_schema
+from registry.database import SQLITE_BUSY_TIMEOUT_MS, create_registry_engine, upgrade_schema
 from registry.errors import AliasNotFound, IllegalTransition, ModelLocked, VersionConflict, VersionNotFound
 from registry.lifecycle import check_transition
 from registry.models import (
@@ -64,7 +64,7 @@ class RegistryStore:
         """
         engine = create_registry_engine(url)
         try:
-            upgrade_schema(engine)
+            _upgrade_schema(engine)
         except BaseException:
             engine.dispose()
             raise
@@ -630,6 +630,25 @@ class RegistryStore:
         )
         # Flush now so events get ids (and so list order) in the order they were written.
         session.flush()
+
+
+def _upgrade_schema(engine: Engine) -> None:
+    # SQLite: every new connection switches the database to WAL. While a brand-new database
+    # is still in rollback-journal mode, processes opening it together race for that switch,
+    # and SQLite refuses the losers at once with "database is locked", busy timeout or not
+    # (the switch upgrades a read lock to a write lock, which SQLite never waits for, since
+    # waiting could deadlock). The winner's switch turns the next try into a no-op: retry
+    # within the busy timeout. Upgrading is idempotent and all-or-nothing, so a retry is safe.
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            upgrade_schema(engine)
+            return
+        except OperationalError as error:
+            locked = engine.dialect.name == "sqlite" and "database is locked" in str(error.orig)
+            if not locked or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.05)
 
 
 def _now() -> datetime:
