@@ -110,6 +110,9 @@ class ModelVersionBase(SQLModel):
     updated_at: datetime
     path: str | None = Field(default=None, description="The SavedModel folder, <model_store>/<model>/<version>.")
     saved_model_sha256: str | None = None
+    files_sha256: str | None = Field(
+        default=None, description="sha256 over every file of the version but assets.extra/ (weights included)."
+    )
     metrics: dict[str, Any] | None = Field(
         default=None, sa_type=JSON, description="Held-out metrics of the SavedModel."
     )

@@ -127,10 +127,12 @@ class RegistryStore:
         keras_version: str,
         actor: str,
         flow_run_id: str | None = None,
+        files_sha256: str | None = None,
     ) -> ModelVersionRecord:
         """Record the exported SavedModel, its metrics and lineage: ``registering -> registered``.
 
-        Event ``registered``.
+        ``files_sha256`` (see ``tasks.checksum.tree_sha256``) covers every file of the
+        version but ``assets.extra/``; ``saved_model_sha256`` only the graph. Event ``registered``.
 
         Raises:
             VersionNotFound: no such version.
@@ -144,6 +146,7 @@ class RegistryStore:
             self._move(row, VersionStatus.REGISTERED, now)
             row.path = path
             row.saved_model_sha256 = saved_model_sha256
+            row.files_sha256 = files_sha256
             row.metrics = dict(metrics)
             row.hyperparameters = dict(hyperparameters)
             row.data_fingerprint = data_fingerprint

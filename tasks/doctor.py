@@ -26,7 +26,7 @@ from pathlib import Path
 from registry.errors import RegistryError
 from registry.models import PREVIOUS, ModelVersionRecord, VersionStatus
 from registry.store import RegistryStore
-from tasks.checksum import file_sha256
+from tasks.checksum import file_sha256, tree_sha256
 from tasks.retention import DELETING_PREFIX, HAS_FILES, remove_folder
 from tasks.serving import ServedModel, ServingConfigError, read_config, served_models, sync_serving_config
 
@@ -387,9 +387,12 @@ def _check_files(row: ModelVersionRecord, folder: Path | None, expected: Path, *
         found = "missing"
     else:
         digest = file_sha256(saved_model)
-        if digest == row.saved_model_sha256:
+        if digest != row.saved_model_sha256:
+            found = f"sha256 {digest[:12]}…, registry {str(row.saved_model_sha256)[:12]}…"
+        elif row.files_sha256 is not None and tree_sha256(folder) != row.files_sha256:
+            found = "intact, but other files (the weights) changed"
+        else:
             return None
-        found = f"sha256 {digest[:12]}…, registry {str(row.saved_model_sha256)[:12]}…"
     return Drift(
         DriftKind.CHECKSUM_MISMATCH,
         row.model_name,

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from registry.models import AuditAction
+from registry.lifecycle import check_transition
+from registry.models import AuditAction, VersionStatus
 from registry.store import RegistryStore
 from tasks.integrity import VersionFilesError, check_version_files
 from tasks.model_card import document_version
-from tasks.serving import read_config, served_model, served_models, switch_serving
+from tasks.serving import CONFIG_LOCK, served_model, served_models, switch_serving
 from tfrelease.settings import Settings
 
 
@@ -52,6 +53,8 @@ def rollback_model(
             production, or a target whose files are missing or changed.
         registry.errors.ModelLocked: another release or rollback held the lock too long.
         registry.errors.VersionNotFound: ``to_version`` does not exist.
+        registry.errors.IllegalTransition: the target's status cannot return to production
+            (e.g. its files were deleted by retention).
         tasks.serving_reload.ServingReloadError: TF Serving refused or failed to load the
             target; config restored, registry unchanged.
     """
@@ -69,22 +72,23 @@ def rollback_model(
         promoted = {e.to_version for e in store.list_events(model) if e.action is AuditAction.PROMOTED}
         if target.version not in promoted:
             raise RollbackRefused(f"{model} version {target.version} was never in production; release it instead")
+        check_transition(model, target.version, target.status, VersionStatus.PRODUCTION)
         try:
             check_version_files(target)
         except VersionFilesError as error:
             raise RollbackRefused(f"refusing to roll back to a damaged version: {error}") from error
 
-        before = read_config(path)
-        switch_serving(
-            path,
-            served_models(store, settings.model_store, {model: served_model(model, settings.model_store, target.version, None)}),
-            grpc_address=grpc,
-            timeout_seconds=timeout,
-        )
-        try:
-            store.rollback(model, actor=actor, reason=reason, flow_run_id=flow_run_id, to_version=target.version)
-        except Exception:
-            switch_serving(path, before, grpc_address=grpc, timeout_seconds=timeout)
-            raise
+        with store.model_lock(CONFIG_LOCK, holder=holder, purpose=f"rollback of {model}"):
+            undo = switch_serving(
+                path,
+                served_models(store, settings.model_store, {model: served_model(model, settings.model_store, target.version, None)}),
+                grpc_address=grpc,
+                timeout_seconds=timeout,
+            )
+            try:
+                store.rollback(model, actor=actor, reason=reason, flow_run_id=flow_run_id, to_version=target.version)
+            except BaseException:
+                undo()
+                raise
     document_version(store, settings.model_store, model, current.version, actor=actor)
     return RollbackResult(model=model, from_version=current.version, to_version=target.version)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,9 @@ if TYPE_CHECKING:
     from registry.store import RegistryStore
 
 STABLE_LABEL = "stable"
+# models.config is one file for every model: its writers also hold this registry lock, so
+# that switching one model never writes back another model's old version.
+CONFIG_LOCK = "*models.config*"
 PREVIOUS_LABEL = "previous"
 
 
@@ -89,6 +93,11 @@ def write_config(path: Path, models: list[ServedModel]) -> str:
         ServingConfigError: as ``render_config``.
     """
     text = render_config(models)
+    _write_atomically(path, text)
+    return text
+
+
+def _write_atomically(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=".models.config.", dir=path.parent)
     try:
@@ -101,7 +110,6 @@ def write_config(path: Path, models: list[ServedModel]) -> str:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return text
 
 
 def served_model(model: str, model_store: Path, production: int, previous: int | None) -> ServedModel:
@@ -145,36 +153,51 @@ def sync_serving_config(store: RegistryStore, model_store: Path, path: Path) -> 
     return write_config(path, served_models(store, model_store))
 
 
-def switch_serving(path: Path, models: list[ServedModel], *, grpc_address: str | None, timeout_seconds: float) -> None:
+def switch_serving(
+    path: Path, models: list[ServedModel], *, grpc_address: str | None, timeout_seconds: float
+) -> Callable[[], None]:
     """Make TF Serving serve ``models``: write ``path`` atomically and, when ``grpc_address``
     is set, push the config and wait until every new version is AVAILABLE.
 
+    Returns:
+        ``undo()``, which puts the previous file (and, with gRPC, the previous config) back:
+        the caller calls it when the registry then refuses the change.
+
     Raises:
         ServingReloadError: TF Serving refused the config, failed to load a version, or timed
-            out; ``path`` is restored to its previous content (and the server to the previous
-            config) before this is raised.
-        ServingConfigError: ``models`` is not a valid config; nothing was changed.
+            out; the previous file (and server config) is restored before this is raised.
+        ServingConfigError: ``models`` is not a valid config, or, with gRPC, the current file
+            cannot be parsed to restore it later; nothing was changed.
     """
     previous_text = path.read_text() if path.exists() else None
-    previous = read_config(path)
+    render_config(models)  # refuse an invalid config before touching anything
+    previous = read_config_text(previous_text) if grpc_address and previous_text else []
     write_config(path, models)
-    if grpc_address is None:
-        return
-    from tasks.serving_reload import ServingReloadError, push_config
 
-    try:
-        push_config(grpc_address, models, previous, timeout_seconds=timeout_seconds)
-    except ServingReloadError:
+    def undo() -> None:
         restore_config(path, previous_text)
-        raise
+        if grpc_address:
+            from tasks.serving_reload import push_config
+
+            push_config(grpc_address, previous, models, timeout_seconds=timeout_seconds)
+
+    if grpc_address:
+        try:
+            from tasks.serving_reload import push_config
+
+            push_config(grpc_address, models, previous, timeout_seconds=timeout_seconds)
+        except BaseException:
+            restore_config(path, previous_text)
+            raise
+    return undo
 
 
 def restore_config(path: Path, text: str | None) -> None:
-    """Put ``path`` back as it was: ``text``, or no file when ``text`` is None."""
+    """Put ``path`` back as it was, byte for byte: ``text``, or no file when ``text`` is None."""
     if text is None:
         path.unlink(missing_ok=True)
-        return
-    write_config(path, read_config_text(text))
+    else:
+        _write_atomically(path, text)
 
 
 def read_config_text(text: str) -> list[ServedModel]:

@@ -201,7 +201,11 @@ def gc(
     from tasks.retention import apply_gc, plan_gc
 
     store = RegistryStore.open(settings.registry_url)
-    plan = plan_gc(store, name, settings.model(name).keep_versions if keep is None else keep)
+    try:
+        plan = plan_gc(store, name, settings.model(name).keep_versions if keep is None else keep)
+    except ValueError as error:
+        errors.print(f"[red]{error}[/red]", highlight=False)
+        raise typer.Exit(2) from None
     console.print(plan.describe(), highlight=False)
     if dry_run or not plan.delete:
         return
@@ -266,6 +270,8 @@ def approve(version: int, model: ModelOption = None, reason: Annotated[str, type
     if record.status.value not in {"pending_approval", "approved"}:
         errors.print(f"[red]{name} version {version} is {record.status.value}, not awaiting approval; use `tfrelease release {version}`[/red]")
         raise typer.Exit(1)
+    if record.status.value == "pending_approval":
+        store.approve(name, version, actor=_actor(), reason=reason)
     _run_release(settings, name, version, reason=reason, force=False)
 
 
@@ -302,6 +308,7 @@ def rollback(
     name = _model_name(settings, model)
     from registry.errors import RegistryError
     from tasks.rollback import RollbackRefused, rollback_model
+    from tasks.serving import ServingConfigError
     from tasks.serving_reload import ServingReloadError
     from tfrelease.orchestrator import reachable_prefect_api
 
@@ -313,7 +320,7 @@ def rollback(
             result = state.result()  # raises the flow's error, handled below
         else:
             result = rollback_model(_store(settings), settings, name, actor=_actor(), reason=reason, to_version=to)
-    except (RollbackRefused, RegistryError, ServingReloadError) as error:
+    except (RollbackRefused, RegistryError, ServingReloadError, ServingConfigError) as error:
         errors.print(f"[red]rollback of {name} refused; nothing changed:[/red] {error}", highlight=False)
         raise typer.Exit(1) from None
     console.print(f"{name} rolled back from version {result.from_version} to {result.to_version}; {settings.serving_config_path} updated")

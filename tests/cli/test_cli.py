@@ -154,16 +154,24 @@ def test_unknown_model_is_refused(settings):
 
 
 def test_listing_commands_import_neither_tensorflow_nor_prefect(settings):
+    store = RegistryStore.open(settings.registry_url)
+    for _ in range(2):
+        store.promote("digits", register(store, settings), actor="test", reason="newer")
     code = (
         "import sys\n"
         "from tfrelease.cli import app\n"
-        "for args in (['versions'], ['history'], ['doctor']):\n"
+        "for args in (['versions'], ['history'], ['doctor'], ['show', '2'], ['gc', '--dry-run']):\n"
         "    try:\n"
         "        app(args, standalone_mode=False)\n"
         "    except SystemExit:\n"
         "        pass\n"
-        "heavy = [m for m in ('tensorflow', 'keras', 'prefect', 'great_expectations') if m in sys.modules]\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'prefect', 'great_expectations', 'pandas') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_gc_before_any_version_fails_clearly(settings):
+    result = runner.invoke(app, ["gc", "--keep", "-1"])
+    assert result.exit_code == 2 and "Traceback" not in result.output

@@ -13,7 +13,7 @@ import pytest
 
 from registry.models import VersionStatus
 from registry.store import RegistryStore
-from tasks.checksum import file_sha256
+from tasks.checksum import file_sha256, tree_sha256
 from tasks.data import LABEL, PIXELS, DataFolders, ensure_bundled_holdout, frame_to_arrays, read_batch
 from tasks.evaluate import SmokeTestError, evaluate_version
 from tasks.integrity import VersionFilesError
@@ -37,6 +37,7 @@ def register_copy(store: RegistryStore, settings, exported: Path, *, accuracy: f
         metrics["accuracy"] = accuracy
     store.complete_registration(
         "digits", record.version, path=str(target), saved_model_sha256=file_sha256(target / "saved_model.pb"),
+        files_sha256=tree_sha256(target),
         metrics=metrics, hyperparameters={}, data_fingerprint="f" * 64, batches=[], baseline_version=None,
         baseline_metrics=None, git_commit=None, python_version="3.11", tensorflow_version="2.21.0",
         keras_version="3.15.1", actor="test",
@@ -218,11 +219,11 @@ def test_the_rollback_command_works_without_prefect_or_tensorflow(settings, expo
         "    app(['rollback', '--reason', 'drill'], standalone_mode=False)\n"
         "except SystemExit as exit:\n"
         "    assert not exit.code, exit.code\n"
-        "heavy = [m for m in ('tensorflow', 'keras', 'great_expectations') if m in sys.modules]\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'great_expectations', 'prefect') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("PREFECT_API")}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env, cwd=settings.home)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "rolled back from version 2 to 1" in done.stdout
     assert store.get_alias("digits", "production").version == 1
@@ -251,3 +252,32 @@ def test_approve_command_releases_a_pending_version_and_records_the_cli_user(set
     card = json.loads((settings.model_store / "digits" / str(v2) / "assets.extra" / "model_card.json").read_text())
     assert card["version"] == v2 and card["status"] == "production"
     assert f"version {v2}" in (settings.model_store / "digits" / "CHANGELOG.md").read_text().lower()
+
+
+def test_a_damaged_weights_file_is_refused_as_a_rollback_target(settings, exported_digits):
+    store = RegistryStore.open(settings.registry_url)
+    v1, v2 = register_copy(store, settings, exported_digits), register_copy(store, settings, exported_digits)
+    release(store, settings, v1)
+    release(store, settings, v2)
+    for shard in (settings.model_store / "digits" / str(v1) / "variables").glob("variables.data-*"):
+        shard.write_bytes(b"")
+    before = state_of(store, settings)
+    with pytest.raises(RollbackRefused, match="weights or graph"):
+        rollback_model(store, settings, "digits", actor="cli:alice", reason="test")
+    assert state_of(store, settings) == before
+
+
+def test_an_automatic_promotion_over_a_moved_baseline_goes_to_a_human(settings, exported_digits):
+    from tasks.decide import Decision, Outcome
+    from tasks.release import act_on_decision
+
+    store = RegistryStore.open(settings.registry_url)
+    v1, v2, v3 = (register_copy(store, settings, exported_digits) for _ in range(3))
+    release(store, settings, v1)
+    release(store, settings, v2)  # a human released v2 while v3 was compared with v1
+    candidate = store.get_version("digits", v3).model_copy(update={"baseline_version": v1})
+    summary = act_on_decision(store, settings, candidate, Decision(outcome=Outcome.PROMOTE, reasons=["better than v1"]), None)
+    assert "awaits approval" in summary and "production is version 2 now" in summary
+    assert store.get_alias("digits", "production").version == v2
+    assert store.get_version("digits", v3).status is VersionStatus.PENDING_APPROVAL
+    assert read_config(settings.serving_config_path)[0].labels == {"stable": v2, "previous": v1}

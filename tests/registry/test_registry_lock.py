@@ -45,11 +45,16 @@ def test_a_waiter_gets_the_lock_when_the_holder_finishes(store: RegistryStore):
     assert order == ["first done", "second in"]
 
 
-def test_an_expired_lease_of_a_dead_holder_is_taken_over(store: RegistryStore):
+def test_an_expired_lease_of_a_dead_holder_is_taken_over_and_not_released_by_it(store: RegistryStore):
     with store.model_lock("digits", holder="killed", purpose="release", lease_seconds=0.05):
         time.sleep(0.2)
-        with store.model_lock("digits", holder="next", purpose="rollback", wait_seconds=0.5, poll_seconds=0.05):
-            pass
+        taken = store.model_lock("digits", holder="next", purpose="rollback", wait_seconds=0.5, poll_seconds=0.05)
+        taken.__enter__()
+    # "killed" has now left its block; the lock still belongs to "next".
+    with pytest.raises(ModelLocked, match="locked by next"):
+        with store.model_lock("digits", holder="third", purpose="release", wait_seconds=0.2, poll_seconds=0.05):
+            pytest.fail("entered a held lock")
+    taken.__exit__(None, None, None)
 
 
 def test_an_error_inside_the_block_releases_the_lock(store: RegistryStore):
