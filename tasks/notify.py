@@ -1,8 +1,15 @@
 """Telling people about a release decision: Slack Block Kit messages, or the console.
 
-The message builders are pure functions of an :class:`ApprovalRequest`; only
-:func:`post_message` talks to Slack, and it never raises for a Slack failure (a nightly run
-must not fail because Slack is down). No Slack client exists until a message is posted.
+The message builders are pure functions of their arguments; only :func:`send_message`,
+:func:`post_message`, :func:`update_message` and :func:`post_ephemeral` talk to Slack, and
+they never raise for a Slack failure (a nightly run must not fail because Slack is down; a
+click's outcome is already in the registry). No Slack client exists until one of them is
+called.
+
+After a click, an approval request (or a promoted message) is updated in place with
+chat.update: its buttons are removed and a status line is put under the header (see the
+``*_update`` builders). They take the message as it was (``base``) so that the metrics
+stay visible.
 
 Slack limits respected here (Block Kit reference, docs.slack.dev/reference/block-kit):
 header text <= 150 characters; section text <= 3,000; section fields <= 10 items of
@@ -15,6 +22,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from http.client import HTTPException
 from typing import Any
 
@@ -24,6 +33,7 @@ from pydantic import BaseModel, Field
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+from slack_sdk.web import SlackResponse
 
 from tasks.decide import Decision
 from tasks.evaluate import Metrics
@@ -33,6 +43,9 @@ logger = logging.getLogger(__name__)
 
 APPROVE_ACTION_ID = "approve"
 REJECT_ACTION_ID = "reject"
+ROLLBACK_ACTION_ID = "rollback"
+# The status line a click's outcome puts under the header; replaced by the next outcome.
+STATUS_BLOCK_ID = "tfrelease:status"
 
 HEADER_MAX = 150
 SECTION_TEXT_MAX = 3000
@@ -81,6 +94,24 @@ class ActionValue(BaseModel):
         return cls.model_validate_json(value)
 
 
+class RollbackValue(BaseModel):
+    """What a Roll back button carries: the model, the version in production when the
+    button was made (``from_version``, the one rolled back from) and the version to go back
+    to (``to_version``). Compact JSON ``{"model":"digits","from_version":3,"to_version":2}``."""
+
+    model: str
+    from_version: int
+    to_version: int
+
+    def dump(self) -> str:
+        return json.dumps(self.model_dump(), separators=(",", ":"))
+
+    @classmethod
+    def parse(cls, value: str) -> RollbackValue:
+        """Raises pydantic.ValidationError: ``value`` is not such JSON."""
+        return cls.model_validate_json(value)
+
+
 class SlackMessage(BaseModel):
     """A chat.postMessage body without the channel: ``text`` is the notification / screen
     reader fallback, ``blocks`` the Block Kit layout (JSON-ready dicts)."""
@@ -89,9 +120,23 @@ class SlackMessage(BaseModel):
     blocks: list[dict[str, Any]]
 
 
+class MessageRef(BaseModel):
+    """Where a posted message is: Slack's channel id (``C...``, even when posted to a name)
+    and its ``ts``; chat.update needs both."""
+
+    channel: str
+    ts: str
+
+
 def approval_block_id(model: str, version: int) -> str:
     """block_id of the Approve/Reject actions block, e.g. ``approval:digits:3``."""
     return f"approval:{model}:{version}"
+
+
+def mention(actor: str) -> str:
+    """An audit-log actor for mrkdwn: ``slack:U123`` as a mention (``<@U123>``), anything else escaped."""
+    user = actor.removeprefix("slack:")
+    return f"<@{user}>" if user != actor and user.isalnum() else _escape(actor)
 
 
 # ---------------------------------------------------------------- message builders
@@ -113,10 +158,38 @@ def approval_request_message(req: ApprovalRequest) -> SlackMessage:
 
 def promoted_message(req: ApprovalRequest) -> SlackMessage:
     """The candidate went to production without a human: metrics with their changes, reasons,
-    batches and links. No buttons."""
+    batches and links, and, when there was a production version before, a Roll back button
+    (see :func:`rollback_actions`) from ``req.version`` to ``req.production_version``."""
     title = f"{req.model} v{req.version} promoted to production"
     blocks = _body_blocks(req, f"promoted:{req.model}:{req.version}", title, reasons_title="Why")
+    if req.production_version is not None:
+        blocks.append(rollback_actions(req.model, req.version, req.production_version))
     return SlackMessage(text=_fallback_text(title, req), blocks=blocks)
+
+
+def rollback_actions(model: str, from_version: int, to_version: int) -> dict[str, Any]:
+    """An actions block (id ``rollback:<model>:<from_version>``) with one Roll back button:
+    ``rollback``, danger, confirmation dialog, value :class:`RollbackValue`."""
+    value = RollbackValue(model=model, from_version=from_version, to_version=to_version).dump()
+    button = {
+        "type": "button",
+        "action_id": ROLLBACK_ACTION_ID,
+        "text": _plain("Roll back", BUTTON_TEXT_MAX),
+        "style": "danger",
+        "value": value,
+        "confirm": {
+            "title": _plain(f"Roll back {model} to v{to_version}?", CONFIRM_TITLE_MAX),
+            "text": _plain(
+                f"Production goes back from v{from_version} to v{to_version} (TF Serving's stable label and the "
+                f"registry); v{from_version} is marked rolled_back.",
+                CONFIRM_TEXT_MAX,
+            ),
+            "confirm": _plain(f"Roll back to v{to_version}", CONFIRM_BUTTON_MAX),
+            "deny": _plain(f"Keep v{from_version}", CONFIRM_BUTTON_MAX),
+            "style": "danger",
+        },
+    }
+    return {"type": "actions", "block_id": f"rollback:{model}:{from_version}", "elements": [button]}
 
 
 def rejected_message(req: ApprovalRequest) -> SlackMessage:
@@ -124,6 +197,151 @@ def rejected_message(req: ApprovalRequest) -> SlackMessage:
     title = f"{req.model} v{req.version} rejected"
     blocks = _body_blocks(req, f"rejected:{req.model}:{req.version}", title, reasons_title="Why it was rejected")
     return SlackMessage(text=_fallback_text(title, req), blocks=blocks)
+
+
+def rolled_back_message(model: str, from_version: int, to_version: int, actor: str, reason: str) -> SlackMessage:
+    """A rollback happened: from which version to which, by whom (``actor`` as in the audit
+    log; ``slack:U…`` is shown as a mention) and why. No buttons."""
+    title = f"{model} rolled back from v{from_version} to v{to_version}"
+    blocks = [
+        {"type": "header", "block_id": f"rolled_back:{model}:{from_version}:header", "text": _plain(title, HEADER_MAX)},
+        {
+            "type": "section",
+            "block_id": f"rolled_back:{model}:{from_version}:why",
+            "text": _mrkdwn(
+                f"v{to_version} is in production again; v{from_version} is rolled back.\n"
+                f"*By* {mention(actor)}\n*Why* {_escape(reason)}"
+            ),
+        },
+    ]
+    return SlackMessage(text=_clip(f"{title} by {mention(actor)}: {reason}", SECTION_TEXT_MAX), blocks=blocks)
+
+
+def validation_failed_message(
+    model: str,
+    batch: str,
+    failed_expectations: Sequence[str],
+    *,
+    quarantined_at: str | None = None,
+    report_url: str | None = None,
+) -> SlackMessage:
+    """A data batch broke its contract: the file, each failed expectation (one line each, e.g.
+    ``FailedExpectation.describe()``; the list is cut to fit), where the file was quarantined
+    and a link to the validation report. No buttons."""
+    title = f"{model}: data validation failed for {batch}"
+    prefix = f"validation:{model}"
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "block_id": f"{prefix}:header", "text": _plain(title, HEADER_MAX)},
+        {
+            "type": "section",
+            "block_id": f"{prefix}:failed",
+            "text": _mrkdwn(
+                f"*{len(failed_expectations)} failed expectation(s)* in `{_escape(batch)}`\n"
+                + _bullets(list(failed_expectations), SECTION_TEXT_MAX - 200)
+            ),
+        },
+    ]
+    notes = []
+    if quarantined_at:
+        notes.append(f"Quarantined at `{_escape(quarantined_at)}`; nothing was trained on it.")
+    if report_url:
+        notes.append(_link(report_url, "Validation report"))
+    if notes:
+        blocks.append({"type": "context", "block_id": f"{prefix}:where", "elements": [_mrkdwn("  ·  ".join(notes))]})
+    first = f": {failed_expectations[0]}" if failed_expectations else ""
+    return SlackMessage(text=_clip(f"{title} ({len(failed_expectations)} failed expectation(s){first})", SECTION_TEXT_MAX), blocks=blocks)
+
+
+def run_failed_message(model: str, error: str, *, run_name: str | None = None, flow_run_url: str | None = None) -> SlackMessage:
+    """A run failed: which run, the error (as a code block, cut to fit) and a link to the run."""
+    title = f"{model}: run {run_name} failed" if run_name else f"{model}: run failed"
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "block_id": f"run_failed:{model}:header", "text": _plain(title, HEADER_MAX)},
+        {"type": "section", "block_id": f"run_failed:{model}:error", "text": _mrkdwn(_code(error, SECTION_TEXT_MAX))},
+    ]
+    if flow_run_url:
+        blocks.append({"type": "section", "block_id": f"run_failed:{model}:links", "text": _mrkdwn(_link(flow_run_url, "Prefect flow run"))})
+    return SlackMessage(text=_clip(f"{title}: {error}", SECTION_TEXT_MAX), blocks=blocks)
+
+
+# ---------------------------------------------------------------- after a click
+#
+# Each builder returns ``base`` (the message as posted, or as Slack sent it back with the
+# click) with its buttons removed and a status line under the header. ``user`` is a Slack
+# user id; ``at`` a timezone-aware time, shown in each reader's own time zone.
+
+
+def approved_update(base: SlackMessage, model: str, version: int, user: str, at: datetime) -> SlackMessage:
+    """"<user> approved at <time> — releasing…": the click won, the release is running."""
+    return _with_status(
+        base,
+        f":hourglass_flowing_sand: *Approved* by <@{user}> at {_slack_time(at)} — releasing…",
+        f"{model} v{version} approved by <@{user}> at {_utc(at)} — releasing…",
+    )
+
+
+def released_update(
+    base: SlackMessage, model: str, version: int, user: str, summary: str, previous_version: int | None
+) -> SlackMessage:
+    """The approved version is in production; a Roll back button (to ``previous_version``)
+    when there was a production version before."""
+    message = _with_status(
+        base,
+        f":white_check_mark: *Released* to production, approved by <@{user}>. {_escape(summary)}",
+        f"{model} v{version} released to production (approved by <@{user}>)",
+    )
+    if previous_version is not None:
+        message.blocks.append(rollback_actions(model, version, previous_version))
+    return message
+
+
+def release_failed_update(base: SlackMessage, model: str, version: int, error: str) -> SlackMessage:
+    """The approval is recorded but the release failed: the error, and how to retry."""
+    return _with_status(
+        base,
+        f":x: *Release failed*; v{version} stays approved, retry with `tfrelease release {version} --model {_escape(model)}`.\n"
+        + _code(error, SECTION_TEXT_MAX - 200),
+        _clip(f"{model} v{version} release failed: {error}", SECTION_TEXT_MAX),
+    )
+
+
+def rejected_update(base: SlackMessage, model: str, version: int, user: str, reason: str) -> SlackMessage:
+    """"rejected by <user>: <reason>"."""
+    return _with_status(
+        base,
+        f":no_entry_sign: *Rejected* by <@{user}>: {_escape(reason)}",
+        _clip(f"{model} v{version} rejected by <@{user}>: {reason}", SECTION_TEXT_MAX),
+    )
+
+
+def rolled_back_update(
+    base: SlackMessage, model: str, from_version: int, to_version: int, user: str, at: datetime
+) -> SlackMessage:
+    """"rolled back by <user>": production went from ``from_version`` back to ``to_version``."""
+    return _with_status(
+        base,
+        f":rewind: *Rolled back* from v{from_version} to v{to_version} by <@{user}> at {_slack_time(at)}",
+        f"{model} rolled back from v{from_version} to v{to_version} by <@{user}>",
+    )
+
+
+def rollback_failed_update(base: SlackMessage, model: str, from_version: int, to_version: int, error: str) -> SlackMessage:
+    """The rollback failed with ``error``: buttons removed, and how to retry from the CLI."""
+    return _with_status(
+        base,
+        f":x: *Rollback from v{from_version} to v{to_version} failed*; retry with "
+        f"`tfrelease rollback --model {_escape(model)} --to {to_version}`.\n" + _code(error, SECTION_TEXT_MAX - 200),
+        _clip(f"{model} rollback from v{from_version} to v{to_version} failed: {error}", SECTION_TEXT_MAX),
+    )
+
+
+def superseded_update(base: SlackMessage, model: str, version: int, newer_version: int) -> SlackMessage:
+    """"superseded by version N": a newer candidate awaits approval instead; buttons removed."""
+    return _with_status(
+        base,
+        f":fast_forward: *Superseded by version {newer_version}*, a newer candidate; v{version} will not be released.",
+        f"{model} v{version} superseded by version {newer_version}",
+    )
 
 
 def format_console_request(req: ApprovalRequest, approve_command: str) -> str:
@@ -149,8 +367,9 @@ def format_console_request(req: ApprovalRequest, approve_command: str) -> str:
 # ---------------------------------------------------------------- posting
 
 
-def post_message(slack: SlackSettings, message: SlackMessage) -> str | None:
-    """Post ``message`` to ``slack.channel`` with chat.postMessage; return its ``ts``.
+def send_message(slack: SlackSettings, message: SlackMessage, channel: str | None = None) -> MessageRef | None:
+    """Post ``message`` with chat.postMessage to ``channel`` (default ``slack.channel``);
+    return where it landed (Slack's channel id and the message ``ts``), which chat.update needs.
 
     Returns None, sending nothing, when Slack is not enabled. Never raises for a Slack
     failure: an API error (``ok: false``), an HTTP error, a refused connection or a timeout
@@ -160,37 +379,79 @@ def post_message(slack: SlackSettings, message: SlackMessage) -> str | None:
     is not retried. slack_sdk itself also logs connection failures at ERROR on the
     ``slack_sdk.web.base_client`` logger. The bot token never appears in the log.
     """
-    token, channel = slack.bot_token, slack.channel
-    if not slack.enabled or token is None or not channel:
+    target = channel or slack.channel
+    if not slack.enabled or not target:
         logger.debug("Slack is off (no bot_token or channel): message not sent")
         return None
+    response = _call(
+        slack,
+        "chat.postMessage",
+        target,
+        message.text,
+        lambda client: client.chat_postMessage(channel=target, text=message.text, blocks=message.blocks),
+    )
+    if response is None or not response.get("ts"):
+        return None
+    return MessageRef(channel=response.get("channel") or target, ts=response["ts"])
+
+
+def post_message(slack: SlackSettings, message: SlackMessage) -> str | None:
+    """Post ``message`` to ``slack.channel``; return its ``ts``, or None (see :func:`send_message`)."""
+    posted = send_message(slack, message)
+    return posted.ts if posted else None
+
+
+def update_message(slack: SlackSettings, channel: str, ts: str, message: SlackMessage) -> bool:
+    """Replace the message ``ts`` in ``channel`` (a channel id, as Slack returned it) with
+    ``message`` via chat.update; True when Slack accepted it.
+
+    Needs only ``slack.bot_token`` (the channel comes from the message being updated). Never
+    raises: failures are logged as warnings, like :func:`send_message`.
+    """
+    return _call(
+        slack,
+        "chat.update",
+        channel,
+        message.text,
+        lambda client: client.chat_update(channel=channel, ts=ts, text=message.text, blocks=message.blocks),
+    ) is not None
+
+
+def post_ephemeral(slack: SlackSettings, channel: str, user: str, text: str) -> bool:
+    """Show ``text`` to ``user`` only, in ``channel`` (chat.postEphemeral); True when Slack
+    accepted it. Never raises: failures are logged as warnings."""
+    return _call(
+        slack, "chat.postEphemeral", channel, text, lambda client: client.chat_postEphemeral(channel=channel, user=user, text=text)
+    ) is not None
+
+
+def _call(
+    slack: SlackSettings, method: str, channel: str, text: str, call: Callable[[WebClient], SlackResponse]
+) -> SlackResponse | None:
+    """Run one Web API call with the bot token; log a warning and return None on any failure."""
+    if slack.bot_token is None:
+        logger.debug("Slack is off (no bot_token): %s not sent", method)
+        return None
     client = WebClient(
-        token=token.get_secret_value(),
+        token=slack.bot_token.get_secret_value(),
         base_url=slack.api_base_url,
         timeout=slack.timeout_seconds,  # type: ignore[arg-type]  # urllib takes a float
         retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=1), RateLimitErrorRetryHandler(max_retry_count=1)],
     )
     try:
-        response = client.chat_postMessage(channel=channel, text=message.text, blocks=message.blocks)
+        return call(client)
     except SlackApiError as error:
         logger.warning(
-            "Slack chat.postMessage to %s failed: %s (HTTP %s); message not sent: %s",
+            "Slack %s to %s failed: %s (HTTP %s); message not sent: %s",
+            method,
             channel,
             error.response.get("error"),
             error.response.status_code,
-            message.text,
+            text,
         )
-        return None
     except (SlackClientError, OSError, HTTPException) as error:  # OSError covers URLError and timeouts
-        logger.warning(
-            "Slack chat.postMessage to %s failed: %s: %s; message not sent: %s",
-            channel,
-            type(error).__name__,
-            error,
-            message.text,
-        )
-        return None
-    return response.get("ts")
+        logger.warning("Slack %s to %s failed: %s: %s; message not sent: %s", method, channel, type(error).__name__, error, text)
+    return None
 
 
 post_message_task = task(post_message, name="post-slack-message", cache_policy=NO_CACHE)
@@ -317,6 +578,29 @@ def _decision_buttons(req: ApprovalRequest) -> list[dict[str, Any]]:
             },
         },
     ]
+
+
+def _with_status(base: SlackMessage, status: str, text: str) -> SlackMessage:
+    """``base`` without actions blocks or an older status, with ``status`` under its header."""
+    blocks = [b for b in base.blocks if b.get("type") != "actions" and b.get("block_id") != STATUS_BLOCK_ID]
+    at = 1 if blocks and blocks[0].get("type") == "header" else 0
+    blocks.insert(at, {"type": "section", "block_id": STATUS_BLOCK_ID, "text": _mrkdwn(status)})
+    # One slot stays free for a Roll back actions block.
+    return SlackMessage(text=text, blocks=blocks[: MAX_BLOCKS - 1])
+
+
+def _slack_time(at: datetime) -> str:
+    # Slack renders <!date^...> in each reader's time zone; the part after | is the fallback.
+    return f"<!date^{int(at.timestamp())}^{{date_short_pretty}} {{time}}|{_utc(at)}>"
+
+
+def _utc(at: datetime) -> str:
+    return f"{at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def _code(text: str, limit: int) -> str:
+    # A code block keeps a traceback's layout; a ``` inside it would end the block early.
+    return "```" + _escape(_clip(text.replace("```", "`\u200b``"), limit - 6)) + "```"
 
 
 def _bullets(items: list[str], limit: int) -> str:

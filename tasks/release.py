@@ -1,11 +1,9 @@
 """Releasing a version: the nightly decision carried out, and a human's release.
 
 A release is checked (status and files), smoke-tested (TF Serving's view of the SavedModel),
-then switched: TF Serving first, the registry second, under the model's lock.
-
-The registry changes first (it is the source of truth); the TF Serving config and Slack
-follow it. A Slack failure never undoes or fails a decision: the registry holds it and the
-CLI can act on it.
+then switched under the model's lock: TF Serving first, then the registry records it (and
+serving is switched back if the registry refuses). A Slack failure never undoes or fails a
+decision: the registry holds it and the CLI can act on it.
 """
 
 from __future__ import annotations
@@ -17,14 +15,14 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from registry.errors import ModelLocked
 from registry.lifecycle import check_transition
 from registry.models import ModelVersionRecord, VersionStatus
 from registry.store import RegistryStore
 from tasks.data import DataFolders, ensure_bundled_holdout, load_holdout
-from tasks.evaluate import smoke_test
-from tasks.integrity import check_version_files
 from tasks.decide import Decision, Outcome
-from tasks.evaluate import Metrics
+from tasks.evaluate import Metrics, smoke_test
+from tasks.integrity import check_version_files
 from tasks.notify import (
     ApprovalRequest,
     format_console_request,
@@ -33,11 +31,19 @@ from tasks.notify import (
     rejected_message,
 )
 from tasks.model_card import document_version
-from tasks.serving import read_config, served_model, served_models, switch_serving
+from tasks.serving import CONFIG_LOCK, served_model, served_models, switch_serving
+from tasks.serving_reload import ServingReloadError
 from tasks.slack_messages import mark_superseded, post_approval_request
 from tfrelease.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+class BaselineChanged(Exception):
+    """Production moved after the candidate was compared with it; the comparison is stale."""
+
+
+_ANY = object()  # expected_production not given: release over whatever is in production
 
 
 def check_release(store: RegistryStore, model: str, version: int, *, force: bool) -> ModelVersionRecord:
@@ -84,39 +90,51 @@ def switch_to_version(
     force: bool = False,
     flow_run_id: str | None = None,
     decision: Decision | None = None,
+    expected_production: int | None | object = _ANY,
 ) -> ModelVersionRecord:
     """Under the model's lock: point TF Serving at ``version`` (``stable``; the old production
     stays loaded as ``previous``), then record the promotion in the registry.
 
     If the registry refuses (the version changed state meanwhile), serving is switched back.
     A release whose version is rejected and ``force`` is set is logged as force_released.
+    With ``expected_production`` (the baseline an automatic decision was made against,
+    None for "no production"), the switch is refused when production moved meanwhile.
 
     Raises:
+        BaselineChanged: production is no longer ``expected_production``; nothing changed.
         registry.errors.ModelLocked: another release or rollback held the lock too long.
         registry.errors.RegistryError: the registry refused; serving was restored.
         tasks.serving_reload.ServingReloadError: TF Serving refused or failed to load the
             version; config restored, registry unchanged.
     """
     path, grpc, timeout = settings.serving_config_path, settings.serving.grpc_address, settings.serving.reload_timeout_seconds
-    with store.model_lock(model, holder=_holder(actor, flow_run_id), purpose=f"release of version {version}"):
+    holder = _holder(actor, flow_run_id)
+    with store.model_lock(model, holder=holder, purpose=f"release of version {version}"):
         current = store.get_alias(model, "production")
         check_transition(model, version, store.get_version(model, version).status, VersionStatus.PRODUCTION, force=force)
-        before = read_config(path)
-        target = served_model(model, settings.model_store, version, current.version if current else None)
-        switch_serving(path, served_models(store, settings.model_store, {model: target}), grpc_address=grpc, timeout_seconds=timeout)
-        try:
-            record = store.promote(
-                model,
-                version,
-                actor=actor,
-                reason=reason,
-                flow_run_id=flow_run_id,
-                force=force,
-                decision=decision.model_dump(mode="json") if decision else None,
+        if expected_production is not _ANY and (current.version if current else None) != expected_production:
+            raise BaselineChanged(
+                f"{model} production is version {current.version if current else 'none'} now, not the baseline "
+                f"{expected_production or 'none'} version {version} was compared with"
             )
-        except Exception:
-            switch_serving(path, before, grpc_address=grpc, timeout_seconds=timeout)
-            raise
+        target = served_model(model, settings.model_store, version, current.version if current else None)
+        with store.model_lock(CONFIG_LOCK, holder=holder, purpose=f"release of {model} version {version}"):
+            undo = switch_serving(
+                path, served_models(store, settings.model_store, {model: target}), grpc_address=grpc, timeout_seconds=timeout
+            )
+            try:
+                record = store.promote(
+                    model,
+                    version,
+                    actor=actor,
+                    reason=reason,
+                    flow_run_id=flow_run_id,
+                    force=force,
+                    decision=decision.model_dump(mode="json") if decision else None,
+                )
+            except BaseException:
+                undo()
+                raise
     document_version(store, settings.model_store, model, version, actor=actor)
     return record
 
@@ -137,14 +155,27 @@ def act_on_decision(
     reject: status ``rejected`` with the reasons, reported the same way.
     """
     model, version = candidate.model_name, candidate.version
+    if decision.outcome is Outcome.PROMOTE:
+        reasons = "; ".join(decision.reasons)
+        try:
+            switch_to_version(
+                store, settings, model, version, actor="policy", reason=reasons, flow_run_id=flow_run_id,
+                decision=decision, expected_production=candidate.baseline_version,
+            )
+        except (BaselineChanged, ModelLocked, ServingReloadError) as error:
+            # The decision stands on record and goes to a human instead of being lost.
+            logger.warning("automatic promotion of %s version %s did not happen: %s", model, version, error)
+            decision = decision.model_copy(
+                update={
+                    "outcome": Outcome.REQUEST_APPROVAL,
+                    "reasons": [*decision.reasons, f"automatic promotion did not happen: {error}"],
+                }
+            )
+        else:
+            post_message(settings.slack, promoted_message(_request(settings, candidate, decision, flow_run_id)))
+            return f"{model} version {version} promoted to production: {reasons}"
     reasons = "; ".join(decision.reasons)
     recorded = decision.model_dump(mode="json")
-    if decision.outcome is Outcome.PROMOTE:
-        switch_to_version(
-            store, settings, model, version, actor="policy", reason=reasons, flow_run_id=flow_run_id, decision=decision
-        )
-        post_message(settings.slack, promoted_message(_request(settings, candidate, decision, flow_run_id)))
-        return f"{model} version {version} promoted to production: {reasons}"
     if decision.outcome is Outcome.REQUEST_APPROVAL:
         superseded = store.request_approval(
             model, version, actor="policy", reason=reasons, flow_run_id=flow_run_id, decision=recorded

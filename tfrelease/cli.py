@@ -326,6 +326,30 @@ def rollback(
     console.print(f"{name} rolled back from version {result.from_version} to {result.to_version}; {settings.serving_config_path} updated")
 
 
+@app.command("slack-app")
+def slack_app() -> None:
+    """Run the Slack receiver (Approve / Reject / Roll back buttons) until interrupted.
+
+    HTTP on slack.host:slack.port at /slack/events, or Socket Mode when slack.app_token is set.
+    Releases and rollbacks run as Prefect flows when a Prefect server answers, directly otherwise.
+    """
+    settings = _settings()
+    import logging
+
+    from slack_bolt.error import BoltError
+
+    from deployments.slack_app import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        serve(settings)
+    except (ConfigError, BoltError) as error:
+        errors.print(f"[red]{error}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        console.print("Slack receiver stopped")
+
+
 def _store(settings: Settings):
     from registry.store import RegistryStore
 

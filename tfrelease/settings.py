@@ -116,12 +116,34 @@ class ModelSettings(_Strict):
 
 
 class SlackSettings(_Strict):
-    """Slack Web API access; Slack is off unless both bot_token and channel are set."""
+    """Slack Web API access; Slack is off unless both bot_token and channel are set.
+
+    The receiver (``tfrelease slack-app``) also needs ``signing_secret`` (HTTP mode) or
+    ``app_token`` (Socket Mode), and at least one approver: a click by anyone else changes
+    nothing. Approvers are Slack user ids (``U012AB3CD``), not names.
+    """
 
     bot_token: SecretStr | None = None
     channel: str | None = None
     api_base_url: str = Field(default="https://slack.com/api/", description="Changed only to reach a stand-in in tests.")
     timeout_seconds: PositiveFloat = 10.0
+    signing_secret: SecretStr | None = Field(default=None, description="Verifies that HTTP requests come from Slack.")
+    app_token: SecretStr | None = Field(
+        default=None, description="App-level token (xapp-...); when set the receiver uses Socket Mode instead of HTTP."
+    )
+    host: str = Field(
+        default="127.0.0.1",
+        description="HTTP mode: address to listen on; Slack needs HTTPS, so a TLS proxy usually sits in front (0.0.0.0 in a container).",
+    )
+    port: int = Field(default=3000, ge=1, le=65535, description="HTTP mode: port; requests arrive at /slack/events.")
+    approvers: list[str] = Field(default_factory=list, description="Slack user ids allowed to act on every model.")
+    model_approvers: dict[str, list[str]] = Field(
+        default_factory=dict, description="Extra Slack user ids allowed to act on one model, by model name."
+    )
+    approver_group: str | None = Field(
+        default=None,
+        description="Id of a Slack user group (S...) whose members may act on every model; read with usergroups.users.list.",
+    )
 
     @property
     def enabled(self) -> bool:
@@ -136,7 +158,10 @@ class ServingSettings(_Strict):
         description="host:port of TF Serving's gRPC API; when set, configs are pushed and verified, not only written.",
     )
     reload_timeout_seconds: PositiveFloat = Field(
-        default=120.0, description="How long a push may wait for the new versions to become AVAILABLE."
+        default=120.0,
+        le=240.0,
+        # A switch takes at most a push and a restore (2 x this); the model lock's lease is 600 s.
+        description="How long a push may wait for the new versions to become AVAILABLE (at most 240 s).",
     )
 
 

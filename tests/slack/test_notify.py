@@ -171,7 +171,7 @@ def test_promoted_and_rejected_messages_have_no_buttons():
     promoted = promoted_message(request())
     assert promoted.blocks[0]["text"]["text"] == "digits v3 promoted to production"
     assert "+0.0111" in block(promoted.blocks, ":metrics")["fields"][0]["text"]
-    assert not buttons(promoted.blocks)
+    assert set(buttons(promoted.blocks)) == {"rollback"}
 
     worse = metrics(0.9500, 0.2500, 0.9400, [0.97] * 8 + [0.80, 0.97])
     rejected_req = request(candidate=worse)

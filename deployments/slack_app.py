@@ -1,0 +1,455 @@
+"""The Slack receiver: Approve, Reject and Roll back buttons, acted on with the clicker as actor.
+
+Run it with ``tfrelease slack-app`` (:func:`serve`): HTTP on ``slack.host:slack.port`` at
+``/slack/events`` (Slack's interactivity request URL, behind HTTPS), or Socket Mode when
+``slack.app_token`` is set. Bolt verifies every HTTP request's signature and answers 401 to
+a bad one or to one older than 5 minutes.
+
+Every handler acknowledges first and then makes one call into a plain function
+(:func:`handle_approve`, :func:`handle_reject`, :func:`handle_rollback`) through
+:func:`run_handler`, which keeps errors from reaching Bolt (see there). With Bolt's default
+``process_before_response=False`` the listener runs on Bolt's thread pool and the HTTP answer
+goes back as soon as ``ack()`` is called, while the work (a release takes seconds) continues:
+Slack wants its answer within 3 seconds. (Lazy listeners exist for FaaS, where nothing may
+run after the answer; they are not needed here.)
+
+This module imports neither TensorFlow nor Great Expectations; the release path imports
+TensorFlow inside the smoke test, after the acknowledgement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from socketserver import ThreadingMixIn
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from slack_bolt import Ack, App, BoltResponse
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_bolt.request import BoltRequest
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from registry.errors import IllegalTransition, RegistryError, VersionNotFound
+from registry.models import VersionStatus
+from registry.store import RegistryStore
+from tasks.notify import (
+    APPROVE_ACTION_ID,
+    REJECT_ACTION_ID,
+    ROLLBACK_ACTION_ID,
+    ActionValue,
+    RollbackValue,
+    SlackMessage,
+    approved_update,
+    mention,
+    post_ephemeral,
+    rejected_update,
+    release_failed_update,
+    released_update,
+    rollback_failed_update,
+    rolled_back_update,
+    update_message,
+)
+from tfrelease.settings import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from tasks.rollback import RollbackResult
+
+logger = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+
+
+@dataclass(frozen=True)
+class Click:
+    """One button click, taken from a ``block_actions`` payload."""
+
+    user: str  # Slack user id (U…)
+    channel: str  # id of the channel holding the clicked message
+    message_ts: str
+    value: str  # the button's value: ActionValue or RollbackValue JSON
+    message: SlackMessage  # the clicked message as Slack sent it: the base of every update
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> Click:
+        """Raises KeyError, IndexError: ``body`` is not a click on a message button."""
+        message = body.get("message") or {}
+        return cls(
+            user=body["user"]["id"],
+            channel=body["channel"]["id"],
+            message_ts=body["container"]["message_ts"],
+            value=body["actions"][0]["value"],
+            message=SlackMessage(text=message.get("text", ""), blocks=message.get("blocks", [])),
+        )
+
+    @property
+    def actor(self) -> str:
+        """The clicker as the registry's audit log names them: ``slack:<user id>``."""
+        return f"slack:{self.user}"
+
+
+@dataclass
+class Receiver:
+    """What the click handlers share.
+
+    ``use_prefect``: True runs releases and rollbacks as Prefect flows (they read
+    ``get_settings()``, so ``settings`` must be those), False runs them directly, None decides
+    on each click: flows when a Prefect server answers (``reachable_prefect_api``).
+    """
+
+    settings: Settings
+    client: WebClient
+    use_prefect: bool | None = None
+
+    def refusal(self, user: str, model: str) -> str | None:
+        """Why ``user`` may not act on ``model``, or None when they may.
+
+        Allowed: ``slack.approvers``, ``slack.model_approvers[model]`` and the members of
+        ``slack.approver_group`` (read from Slack on each click, so a change applies at once).
+        No approvers configured means nobody may act.
+        """
+        slack = self.settings.slack
+        if user in slack.approvers or user in slack.model_approvers.get(model, []):
+            return None
+        if slack.approver_group:
+            try:
+                members = self.client.usergroups_users_list(usergroup=slack.approver_group).get("users") or []
+            except (SlackApiError, SlackClientError, OSError) as error:
+                logger.warning("could not read approver group %s: %s", slack.approver_group, error)
+                return f"You are not an approver for {model}: the approver group could not be read ({error}). Nothing changed."
+            if user in members:
+                return None
+        return f"You are not an approver for {model}. Nothing changed."
+
+    def answer(self, click: Click, text: str) -> None:
+        """Tell the clicker only (ephemeral); logged as well."""
+        logger.info("answered %s: %s", click.actor, text)
+        post_ephemeral(self.settings.slack, click.channel, click.user, text)
+
+    def update(self, click: Click, message: SlackMessage) -> None:
+        """Replace the clicked message (never raises; a failure is logged by tasks.notify)."""
+        update_message(self.settings.slack, click.channel, click.message_ts, message)
+
+    @contextmanager
+    def store(self) -> Iterator[RegistryStore]:
+        store = RegistryStore.open(self.settings.registry_url)
+        try:
+            yield store
+        finally:
+            store.close()
+
+    def prefect(self) -> bool:
+        if self.use_prefect is not None:
+            return self.use_prefect
+        from tfrelease.orchestrator import reachable_prefect_api
+
+        return reachable_prefect_api() is not None
+
+    def release(self, store: RegistryStore, model: str, version: int, *, actor: str, reason: str) -> str:
+        """Release ``version``: check, smoke-test, switch serving, record; returns a summary.
+
+        Raises whatever the steps raise (see ``flows.release`` and ``tasks.release``).
+        """
+        if self.prefect():
+            from flows.release import release as release_flow
+
+            return asyncio.run(release_flow(model=model, version=version, actor=actor, reason=reason))
+        from tasks.release import check_release, smoke_test_version, switch_to_version
+
+        record = check_release(store, model, version, force=False)
+        metrics = smoke_test_version(self.settings, record)
+        switch_to_version(store, self.settings, model, version, actor=actor, reason=reason)
+        return f"{model} version {version} released to production by {actor} (held-out accuracy {metrics.accuracy:.4f})"
+
+    def rollback(self, store: RegistryStore, model: str, to_version: int, *, actor: str, reason: str) -> RollbackResult:
+        """Roll ``model`` back to ``to_version`` (see ``tasks.rollback.rollback_model``)."""
+        if self.prefect():
+            from flows.rollback import rollback as rollback_flow
+
+            return asyncio.run(rollback_flow(model=model, actor=actor, reason=reason, to_version=to_version))
+        from tasks.rollback import rollback_model
+
+        return rollback_model(store, self.settings, model, actor=actor, reason=reason, to_version=to_version)
+
+
+# ---------------------------------------------------------------- the work behind each button
+
+
+def handle_approve(receiver: Receiver, click: Click) -> None:
+    """Approve the clicked request's version, then release it.
+
+    The decision is claimed with ``store.approve`` (pending_approval -> approved, one
+    transaction): of several clicks exactly one wins; any other click, and a click on a
+    version no longer pending (approved, rejected, superseded, released from the CLI), is
+    answered with the version's status and changes nothing. The message then shows
+    "approved by …, releasing…", the release runs, and the message shows "released" (with a
+    Roll back button when there was a production version before) or "release failed" with
+    the error, which is also logged with its traceback. A failed release leaves the version
+    ``approved``.
+
+    Raises:
+        pydantic.ValidationError: the button's value is not ActionValue JSON.
+    """
+    target = ActionValue.parse(click.value)
+    model, version = target.model, target.version
+    if (refusal := receiver.refusal(click.user, model)) is not None:
+        receiver.answer(click, refusal)
+        return
+    with receiver.store() as store:
+        try:
+            store.approve(model, version, actor=click.actor, reason=f"approved in Slack by {click.user}")
+        except (IllegalTransition, VersionNotFound):
+            receiver.answer(click, _not_pending(store, model, version))
+            return
+        logger.info("%s v%s approved by %s; releasing", model, version, click.actor)
+        before = store.get_alias(model, "production")
+        receiver.update(click, approved_update(click.message, model, version, click.user, datetime.now(UTC)))
+        try:
+            summary = receiver.release(store, model, version, actor=click.actor, reason=f"approved in Slack by {click.user}")
+        except Exception as error:  # shown in Slack and logged; the version stays approved
+            logger.exception("release of %s v%s, approved by %s, failed", model, version, click.actor)
+            receiver.update(click, release_failed_update(click.message, model, version, f"{type(error).__name__}: {error}"))
+            return
+    logger.info(summary)
+    previous = before.version if before is not None else None
+    receiver.update(click, released_update(click.message, model, version, click.user, summary, previous))
+
+
+def handle_reject(receiver: Receiver, click: Click) -> None:
+    """Reject the clicked request's version (pending_approval -> rejected, reason "rejected in
+    Slack by <user>"), refresh its model card, and show "rejected by …" in the message.
+
+    Only a version still awaiting approval is rejected here; any other status is answered
+    ephemerally and nothing changes.
+
+    Raises:
+        pydantic.ValidationError: the button's value is not ActionValue JSON.
+    """
+    from tasks.model_card import document_version
+
+    target = ActionValue.parse(click.value)
+    model, version = target.model, target.version
+    if (refusal := receiver.refusal(click.user, model)) is not None:
+        receiver.answer(click, refusal)
+        return
+    reason = f"rejected in Slack by {click.user}"
+    with receiver.store() as store:
+        try:
+            pending = store.get_version(model, version).status is VersionStatus.PENDING_APPROVAL
+            if pending:
+                store.reject(model, version, actor=click.actor, reason=reason)
+        except (IllegalTransition, VersionNotFound):  # gone, or decided since the read
+            pending = False
+        if not pending:
+            receiver.answer(click, _not_pending(store, model, version))
+            return
+        document_version(store, receiver.settings.model_store, model, version, actor=click.actor)
+    logger.info("%s v%s rejected by %s", model, version, click.actor)
+    receiver.update(click, rejected_update(click.message, model, version, click.user, reason))
+
+
+def handle_rollback(receiver: Receiver, click: Click) -> None:
+    """Roll production back from the button's ``from_version`` to its ``to_version``.
+
+    A stale button (production is no longer ``from_version``, e.g. a second click) and a
+    refused rollback (target never was production, damaged files, lock held) are answered
+    ephemerally and change nothing. Otherwise the message shows "rolled back … by …", or
+    "rollback failed" with the error (also logged with its traceback).
+
+    Raises:
+        pydantic.ValidationError: the button's value is not RollbackValue JSON.
+    """
+    from tasks.rollback import RollbackRefused
+
+    target = RollbackValue.parse(click.value)
+    model = target.model
+    if (refusal := receiver.refusal(click.user, model)) is not None:
+        receiver.answer(click, refusal)
+        return
+    reason = f"rolled back in Slack by {click.user}"
+    with receiver.store() as store:
+        current = store.get_alias(model, "production")
+        if current is None or current.version != target.from_version:
+            now = f"v{current.version}" if current is not None else "nothing"
+            receiver.answer(
+                click, f"This button is stale: {model} production is {now}, not v{target.from_version}. Nothing changed."
+            )
+            return
+        try:
+            result = receiver.rollback(store, model, target.to_version, actor=click.actor, reason=reason)
+        except (RollbackRefused, RegistryError) as error:
+            receiver.answer(click, f"Rollback of {model} refused: {error}. Nothing changed.")
+            return
+        except Exception as error:  # shown in Slack and logged
+            logger.exception("rollback of %s to v%s by %s failed", model, target.to_version, click.actor)
+            receiver.update(
+                click,
+                rollback_failed_update(click.message, model, target.from_version, target.to_version, f"{type(error).__name__}: {error}"),
+            )
+            return
+    logger.info("%s rolled back from v%s to v%s by %s", model, result.from_version, result.to_version, click.actor)
+    receiver.update(
+        click, rolled_back_update(click.message, model, result.from_version, result.to_version, click.user, datetime.now(UTC))
+    )
+
+
+def _not_pending(store: RegistryStore, model: str, version: int) -> str:
+    """Why a click on ``version`` changed nothing: its status and its latest audit event."""
+    try:
+        record = store.get_version(model, version)
+    except VersionNotFound:
+        return f"{model} v{version} does not exist. Nothing changed."
+    text = f"{model} v{version} is {record.status.value}, not awaiting approval"
+    events = [event for event in store.list_events(model) if event.version == version]
+    if events:
+        last = events[-1]
+        text += f" ({last.action.value} by {mention(last.actor)}: {last.reason})"
+    if record.status is VersionStatus.APPROVED:
+        text += f". To retry its release: `tfrelease release {version} --model {model}`"
+    return text + ". Nothing changed."
+
+
+# ---------------------------------------------------------------- Bolt wiring
+
+
+def ignore_retries(req: BoltRequest, next: Callable[[], BoltResponse]) -> BoltResponse:  # noqa: A002 (Bolt's name)
+    """Global middleware: answer Slack's retries (``X-Slack-Retry-Num``) 200 and run nothing.
+
+    The first delivery was (or is being) handled; running a retry would act twice. It runs
+    after Bolt's signature check, so a forged retry still gets 401.
+    """
+    retry = req.headers.get("x-slack-retry-num")
+    if retry:
+        reason = (req.headers.get("x-slack-retry-reason") or ["unknown"])[0]
+        logger.info("ignored Slack retry %s (%s)", retry[0], reason)
+        return BoltResponse(status=200, body="")
+    return next()
+
+
+def register(app: App, settings: Settings, *, use_prefect: bool | None = None) -> Receiver:
+    """Wire the ``approve``, ``reject`` and ``rollback`` buttons and the retry filter into
+    ``app``; return the :class:`Receiver` the handlers share."""
+    receiver = Receiver(settings=settings, client=app.client, use_prefect=use_prefect)
+    app.use(ignore_retries)
+
+    @app.action(APPROVE_ACTION_ID)
+    def approve(ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        run_handler(handle_approve, receiver, body)
+
+    @app.action(REJECT_ACTION_ID)
+    def reject(ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        run_handler(handle_reject, receiver, body)
+
+    @app.action(ROLLBACK_ACTION_ID)
+    def rollback(ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        run_handler(handle_rollback, receiver, body)
+
+    return receiver
+
+
+def run_handler(handler: Callable[[Receiver, Click], None], receiver: Receiver, body: dict[str, Any]) -> None:
+    """Run ``handler`` on the click in ``body``; an error escaping it (a malformed payload or
+    button value, an unreachable registry) is logged with its traceback and shown to the
+    clicker, and never reaches Bolt.
+
+    Why not Bolt's ``app.error``: in Bolt 1.30, a listener that raises after ``ack()``
+    resets the acknowledgement, and if that happens within Bolt's 10 ms polling interval
+    Slack gets a 404 after 3 s instead of the 200 (seen with a malformed value).
+    """
+    try:
+        handler(receiver, Click.from_body(body))
+    except Exception as error:
+        logger.exception("a Slack click could not be handled by %s", handler.__name__)
+        user, channel = (body.get("user") or {}).get("id"), (body.get("channel") or {}).get("id")
+        if user and channel:
+            text = f"tfrelease could not handle this click: {type(error).__name__}: {error}"
+            post_ephemeral(receiver.settings.slack, channel, user, text)
+
+
+def build_app(settings: Settings, *, use_prefect: bool | None = None, verify_token: bool = False) -> App:
+    """A Bolt app for ``settings.slack`` with the handlers registered (see :func:`register`).
+
+    Calls Slack only when ``verify_token`` (auth.test now, to fail fast on a bad token);
+    otherwise the first request does it. The client talks to ``slack.api_base_url``.
+
+    Raises:
+        ConfigError: no bot_token, or neither signing_secret (HTTP) nor app_token (Socket Mode).
+        slack_bolt.error.BoltError: ``verify_token`` and Slack refused the token.
+    """
+    slack = settings.slack
+    if slack.bot_token is None:
+        raise ConfigError("the Slack receiver needs slack.bot_token (TFRELEASE_SLACK__BOT_TOKEN)")
+    if slack.signing_secret is None and slack.app_token is None:
+        raise ConfigError(
+            "the Slack receiver needs slack.signing_secret (HTTP mode) or slack.app_token (Socket Mode)"
+        )
+    client = WebClient(
+        token=slack.bot_token.get_secret_value(),
+        base_url=slack.api_base_url,
+        timeout=slack.timeout_seconds,  # type: ignore[arg-type]  # urllib takes a float
+    )
+    app = App(
+        name="tfrelease",
+        client=client,
+        # Socket Mode requests are not signed; "" (not None) keeps Bolt from reading SLACK_SIGNING_SECRET.
+        signing_secret=slack.signing_secret.get_secret_value() if slack.signing_secret else "",
+        token_verification_enabled=verify_token,
+        process_before_response=False,  # answer at ack(), work on Bolt's thread pool
+    )
+    register(app, settings, use_prefect=use_prefect)
+    return app
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a slow client never holds up another click or shutdown
+
+
+class _QuietRequestHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's name)
+        logger.debug("%s - %s", self.address_string(), format % args)
+
+
+def make_http_server(app: App, host: str, port: int) -> WSGIServer:
+    """A threaded HTTP server answering Slack at ``/slack/events`` (404 elsewhere); not yet
+    serving. ``port`` 0 picks a free port (see ``server.server_port``)."""
+    return make_server(
+        host, port, SlackRequestHandler(app, path=EVENTS_PATH), server_class=_ThreadingWSGIServer, handler_class=_QuietRequestHandler
+    )
+
+
+def serve(settings: Settings) -> None:
+    """Run the receiver until interrupted: Socket Mode when ``slack.app_token`` is set, else
+    HTTP on ``slack.host:slack.port`` at ``/slack/events``.
+
+    Checks the bot token with auth.test first. Releases and rollbacks run as Prefect flows when
+    a Prefect server answers at click time, directly otherwise.
+
+    Raises:
+        ConfigError: see :func:`build_app`.
+        slack_bolt.error.BoltError: Slack refused the bot token.
+    """
+    from tfrelease.orchestrator import configure_prefect
+
+    configure_prefect(settings)
+    app = build_app(settings, verify_token=True)
+    if settings.slack.app_token is not None:
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+        logger.info("Slack receiver connecting in Socket Mode")
+        web_client = WebClient(base_url=settings.slack.api_base_url)  # apps.connections.open, with the app token
+        SocketModeHandler(app, settings.slack.app_token.get_secret_value(), web_client=web_client).start()
+        return
+    server = make_http_server(app, settings.slack.host, settings.slack.port)
+    logger.info("Slack receiver listening on http://%s:%s%s", settings.slack.host, server.server_port, EVENTS_PATH)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
