@@ -166,15 +166,22 @@ class Receiver:
         switch_to_version(store, self.settings, model, version, actor=actor, reason=reason)
         return f"{model} version {version} released to production by {actor} (held-out accuracy {metrics.accuracy:.4f})"
 
-    def rollback(self, store: RegistryStore, model: str, to_version: int, *, actor: str, reason: str) -> RollbackResult:
-        """Roll ``model`` back to ``to_version`` (see ``tasks.rollback.rollback_model``)."""
+    def rollback(
+        self, store: RegistryStore, model: str, from_version: int, to_version: int, *, actor: str, reason: str
+    ) -> RollbackResult:
+        """Roll ``model`` back from ``from_version`` to ``to_version`` (see ``tasks.rollback.rollback_model``);
+        refused as stale, under the model's lock, when production is no longer ``from_version``."""
         if self.prefect():
             from flows.rollback import rollback as rollback_flow
 
-            return asyncio.run(rollback_flow(model=model, actor=actor, reason=reason, to_version=to_version))
+            return asyncio.run(
+                rollback_flow(model=model, actor=actor, reason=reason, to_version=to_version, from_version=from_version)
+            )
         from tasks.rollback import rollback_model
 
-        return rollback_model(store, self.settings, model, actor=actor, reason=reason, to_version=to_version)
+        return rollback_model(
+            store, self.settings, model, actor=actor, reason=reason, to_version=to_version, expected_from=from_version
+        )
 
 
 # ---------------------------------------------------------------- the work behind each button
@@ -281,7 +288,7 @@ def handle_rollback(receiver: Receiver, click: Click) -> None:
             )
             return
         try:
-            result = receiver.rollback(store, model, target.to_version, actor=click.actor, reason=reason)
+            result = receiver.rollback(store, model, target.from_version, target.to_version, actor=click.actor, reason=reason)
         except (RollbackRefused, RegistryError) as error:
             receiver.answer(click, f"Rollback of {model} refused: {error}. Nothing changed.")
             return

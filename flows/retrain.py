@@ -11,15 +11,26 @@ from registry.store import RegistryStore
 from tasks.data import DataFolders, collect_incoming_task, data_fingerprint, ensure_bundled_holdout, list_batches, load_holdout, load_training_set_task
 from tasks.decide import decide
 from tasks.evaluate import Metrics, evaluate_version_task
+from tasks.notify import post_message
 from tasks.register import Lineage, register_candidate_task
 from tasks.release import act_on_decision_task
-from tasks.report import NightReport, publish_report_task
+from tasks.report import NightReport, failure_messages, publish_report_task
 from tasks.train import train_model_task
 from tasks.validate import screen_batches_task
 from tfrelease.settings import get_settings
 
 
-@flow(name="retrain", log_prints=True)
+async def _announce_failure(flow, flow_run, state) -> None:
+    """Prefect on_failure hook: say in Slack which batch or step broke the night (Slack off: no-op)."""
+    settings = get_settings()
+    url = f"{settings.prefect_ui_url.rstrip('/')}/runs/flow-run/{flow_run.id}" if settings.prefect_ui_url else None
+    model = flow_run.parameters.get("model", settings.default_model)
+    error = await state.aresult(raise_on_failure=False)
+    for message in failure_messages(model, error, run_name=flow_run.name, flow_run_url=url):
+        post_message(settings.slack, message)
+
+
+@flow(name="retrain", log_prints=True, on_failure=[_announce_failure])
 async def retrain(model: str = "digits") -> NightReport:
     """Retrain ``model`` on all accepted data and decide whether it replaces production.
 

@@ -13,8 +13,11 @@ rollback_model_task = task(rollback_model, name="rollback", cache_policy=NO_CACH
 
 
 @flow(name="rollback", log_prints=True)
-async def rollback(model: str, actor: str, reason: str, to_version: int | None = None) -> RollbackResult:
-    """Roll ``model`` back to ``to_version`` (default: the ``previous`` alias).
+async def rollback(
+    model: str, actor: str, reason: str, to_version: int | None = None, from_version: int | None = None
+) -> RollbackResult:
+    """Roll ``model`` back to ``to_version`` (default: the ``previous`` alias); with
+    ``from_version``, only if that version is still production.
 
     The same steps as ``tfrelease rollback`` without a Prefect server: check the target was
     production and its files are intact, switch serving, record it (see tasks.rollback).
@@ -23,7 +26,8 @@ async def rollback(model: str, actor: str, reason: str, to_version: int | None =
     store = RegistryStore.open(settings.registry_url)
     flow_run_id = str(runtime.flow_run.id) if runtime.flow_run.id else None
     result = rollback_model_task(
-        store, settings, model, actor=actor, reason=reason, to_version=to_version, flow_run_id=flow_run_id
+        store, settings, model, actor=actor, reason=reason, to_version=to_version,
+        expected_from=from_version, flow_run_id=flow_run_id,
     )
     print(f"{model} rolled back from version {result.from_version} to {result.to_version} by {actor}: {reason}")
     return result

@@ -27,8 +27,6 @@ from datetime import UTC, datetime
 from http.client import HTTPException
 from typing import Any
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -453,8 +451,6 @@ def _call(
         logger.warning("Slack %s to %s failed: %s: %s; message not sent: %s", method, channel, type(error).__name__, error, text)
     return None
 
-
-post_message_task = task(post_message, name="post-slack-message", cache_policy=NO_CACHE)
 
 
 # ---------------------------------------------------------------- helpers

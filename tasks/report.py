@@ -11,6 +11,8 @@ from pydantic import BaseModel
 
 from tasks.decide import Decision
 from tasks.evaluate import Metrics
+from tasks.notify import SlackMessage, run_failed_message, validation_failed_message
+from tasks.validate import DataValidationError
 
 
 class NightReport(BaseModel):
@@ -52,6 +54,20 @@ def comparison_markdown(report: NightReport) -> str:
     if report.batches:
         lines += ["", f"Trained on {len(report.batches)} batch(es): {', '.join(report.batches)}"]
     return "\n".join(lines) + "\n"
+
+
+def failure_messages(
+    model: str, error: BaseException | object, *, run_name: str | None, flow_run_url: str | None
+) -> list[SlackMessage]:
+    """The Slack messages for a failed night: one per quarantined batch (which expectations
+    failed, where the file went), or one with the run's error."""
+    if isinstance(error, DataValidationError) and error.failures:
+        return [
+            validation_failed_message(model, report.batch_name, [f.describe() for f in report.failed], quarantined_at=str(path))
+            for report, path in error.failures
+        ]
+    described = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
+    return [run_failed_message(model, described, run_name=run_name, flow_run_url=flow_run_url)]
 
 
 def publish_report(report: NightReport) -> None:

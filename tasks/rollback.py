@@ -39,11 +39,14 @@ def rollback_model(
     actor: str,
     reason: str,
     to_version: int | None = None,
+    expected_from: int | None = None,
     flow_run_id: str | None = None,
 ) -> RollbackResult:
     """Roll ``model`` back to ``to_version``, by default the ``previous`` alias.
 
-    Under the model's lock: the target must have been production before (a ``promoted``
+    With ``expected_from`` (a Slack button names the version it rolls back from), the
+    rollback is refused when production has moved since. Under the model's lock: the target
+    must have been production before (a ``promoted``
     event names it) and its files must be intact; then TF Serving is switched to it and the
     registry records the rollback (the old production becomes ``rolled_back``). If the
     registry refuses, serving is switched back.
@@ -64,6 +67,10 @@ def rollback_model(
         current = store.get_alias(model, "production")
         if current is None:
             raise RollbackRefused(f"{model} has no production version to roll back from")
+        if expected_from is not None and current.version != expected_from:
+            raise RollbackRefused(
+                f"stale request: {model} production is version {current.version} now, not version {expected_from}"
+            )
         target = store.get_version(model, to_version) if to_version is not None else store.get_alias(model, "previous")
         if target is None:
             raise RollbackRefused(f"{model} has no previous version to roll back to; name one with --to")

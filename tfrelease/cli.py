@@ -323,6 +323,10 @@ def rollback(
     except (RollbackRefused, RegistryError, ServingReloadError, ServingConfigError) as error:
         errors.print(f"[red]rollback of {name} refused; nothing changed:[/red] {error}", highlight=False)
         raise typer.Exit(1) from None
+    if settings.slack.enabled:  # imported only then: the rollback path stays light
+        from tasks.notify import post_message, rolled_back_message
+
+        post_message(settings.slack, rolled_back_message(name, result.from_version, result.to_version, _actor(), reason))
     console.print(f"{name} rolled back from version {result.from_version} to {result.to_version}; {settings.serving_config_path} updated")
 
 

@@ -281,3 +281,14 @@ def test_an_automatic_promotion_over_a_moved_baseline_goes_to_a_human(settings, 
     assert store.get_alias("digits", "production").version == v2
     assert store.get_version("digits", v3).status is VersionStatus.PENDING_APPROVAL
     assert read_config(settings.serving_config_path)[0].labels == {"stable": v2, "previous": v1}
+
+
+def test_a_stale_rollback_request_is_refused_under_the_lock(settings, exported_digits):
+    store = RegistryStore.open(settings.registry_url)
+    v1, v2 = register_copy(store, settings, exported_digits), register_copy(store, settings, exported_digits)
+    release(store, settings, v1)
+    release(store, settings, v2)
+    before = state_of(store, settings)
+    with pytest.raises(RollbackRefused, match="stale request: digits production is version 2 now, not version 1"):
+        rollback_model(store, settings, "digits", actor="slack:U1", reason="old button", expected_from=v1)
+    assert state_of(store, settings) == before

@@ -130,3 +130,18 @@ def test_approval_request_reaches_slack_when_policy_always_asks(settings, slack_
     assert posted.body["channel"] == "C0RELEASES"
     actions = [e for b in posted.body["blocks"] if b["type"] == "actions" for e in b["elements"]]
     assert {a["action_id"] for a in actions} == {"approve", "reject"}
+
+
+def test_a_failed_night_is_announced_in_slack_with_the_file_and_expectations(settings, slack_standin, monkeypatch):
+    from tfrelease.settings import get_settings
+
+    monkeypatch.setenv("TFRELEASE_SLACK__BOT_TOKEN", "xoxb-test")
+    monkeypatch.setenv("TFRELEASE_SLACK__CHANNEL", "C0RELEASES")
+    monkeypatch.setenv("TFRELEASE_SLACK__API_BASE_URL", slack_standin.base_url)
+    get_settings.cache_clear()
+    broken = drop_bundled_batch(DataFolders.for_model(get_settings(), "digits"), corrupt="labels")
+
+    assert run_night().is_failed()
+    (posted,) = [r for r in slack_standin.requests if r.method == "chat.postMessage"]
+    assert broken.name in posted.body["text"] and "validation failed" in posted.body["text"]
+    assert "expect_column_values_to_be_in_set" in str(posted.body["blocks"])
