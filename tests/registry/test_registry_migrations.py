@@ -57,6 +57,35 @@ def test_downgrade_to_base_and_upgrade_again(store):
     assert store.allocate_version("digits", actor="policy", reason="after re-upgrade").version == 1
 
 
+def test_a_registry_created_by_the_first_schema_upgrades_without_losing_rows(database_url):
+    engine = create_registry_engine(database_url)
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "0001")
+        connection.execute(sa.text("INSERT INTO registered_model (name, last_version, created_at) VALUES ('digits', 2, CURRENT_TIMESTAMP)"))
+        for version, status in ((1, "archived"), (2, "production")):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO model_version (model_name, version, status, created_at, updated_at, batches) "
+                    "VALUES ('digits', :v, :s, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, '[]')"
+                ),
+                {"v": version, "s": status},
+            )
+        connection.execute(
+            sa.text("INSERT INTO model_alias (model_name, alias, version, updated_at) VALUES ('digits', 'production', 2, CURRENT_TIMESTAMP)")
+        )
+    engine.dispose()
+
+    store = RegistryStore.open(database_url)  # upgrades to head
+    assert schema_diffs(store.engine) == []
+    assert [(v.version, v.status.value, v.files_sha256) for v in store.list_versions("digits")] == [
+        (1, "archived", None),
+        (2, "production", None),
+    ]
+    assert store.get_alias("digits", "production").version == 2
+    assert store.allocate_version("digits", actor="policy", reason="after upgrade").version == 3
+    store.close()
+
+
 def test_only_sqlite_and_postgresql_are_supported():
     with pytest.raises(ValueError, match="SQLite and PostgreSQL"):
         create_registry_engine("mysql+pymysql://user@localhost/registry")
