@@ -6,10 +6,13 @@ from prefect import flow, runtime, task
 from prefect.cache_policies import NO_CACHE
 
 from registry.store import RegistryStore
+from tasks.retry_policy import retry_if_transient
 from tasks.rollback import RollbackResult, rollback_model
 from tfrelease.settings import get_settings
 
-rollback_model_task = task(rollback_model, name="rollback", cache_policy=NO_CACHE)
+rollback_model_task = task(
+    rollback_model, name="rollback", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_if_transient
+)
 
 
 @flow(name="rollback", log_prints=True)

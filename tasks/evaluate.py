@@ -9,6 +9,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
+from tasks.retry_policy import retry_if_transient
+
 # Probabilities are clipped before the log so a confident wrong answer costs a finite loss;
 # the same epsilon Keras uses (keras.config.epsilon()).
 _EPSILON = 1e-7
@@ -93,7 +95,9 @@ def evaluate_version(path: Path, holdout: tuple[np.ndarray, np.ndarray], input_n
     return compute_metrics(saved_model_probabilities(path, features, input_name), labels)
 
 
-evaluate_version_task = task(evaluate_version, name="evaluate-version", cache_policy=NO_CACHE)
+evaluate_version_task = task(
+    evaluate_version, name="evaluate-version", cache_policy=NO_CACHE, timeout_seconds=600, retries=1, retry_delay_seconds=10, retry_condition_fn=retry_if_transient
+)
 
 
 class SmokeTestError(Exception):

@@ -130,4 +130,5 @@ def register_candidate(
         flow_run_id=flow_run_id,
     )
 
-register_candidate_task = task(register_candidate, name="register-candidate", cache_policy=NO_CACHE)
+# No retries: a retry would allocate another version; on failure the version is marked failed.
+register_candidate_task = task(register_candidate, name="register-candidate", cache_policy=NO_CACHE, timeout_seconds=1200)

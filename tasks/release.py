@@ -23,6 +23,7 @@ from tasks.data import DataFolders, ensure_bundled_holdout, load_holdout
 from tasks.decide import Decision, Outcome
 from tasks.evaluate import Metrics, smoke_test
 from tasks.integrity import check_version_files
+from tasks.model_card import document_version
 from tasks.notify import (
     ApprovalRequest,
     format_console_request,
@@ -30,7 +31,7 @@ from tasks.notify import (
     promoted_message,
     rejected_message,
 )
-from tasks.model_card import document_version
+from tasks.retry_policy import retry_if_transient
 from tasks.serving import CONFIG_LOCK, served_model, served_models, switch_serving
 from tasks.serving_reload import ServingReloadError
 from tasks.slack_messages import mark_superseded, post_approval_request
@@ -217,6 +218,12 @@ def _request(settings: Settings, candidate: ModelVersionRecord, decision: Decisi
 
 
 act_on_decision_task = task(act_on_decision, name="act-on-decision", cache_policy=NO_CACHE)
-check_release_task = task(check_release, name="check-release", cache_policy=NO_CACHE)
-smoke_test_task = task(smoke_test_version, name="smoke-test", cache_policy=NO_CACHE)
-switch_to_version_task = task(switch_to_version, name="switch-serving-and-record", cache_policy=NO_CACHE)
+check_release_task = task(
+    check_release, name="check-release", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_if_transient
+)
+smoke_test_task = task(
+    smoke_test_version, name="smoke-test", cache_policy=NO_CACHE, timeout_seconds=600, retries=1, retry_delay_seconds=10, retry_condition_fn=retry_if_transient
+)
+switch_to_version_task = task(
+    switch_to_version, name="switch-serving-and-record", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[30, 120], retry_condition_fn=retry_if_transient
+)

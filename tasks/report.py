@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from tasks.decide import Decision
 from tasks.evaluate import Metrics
 from tasks.notify import SlackMessage, run_failed_message, validation_failed_message
+from tasks.retry_policy import retry_if_transient
 from tasks.validate import DataValidationError
 
 
@@ -79,4 +80,6 @@ def publish_report(report: NightReport) -> None:
     )
 
 
-publish_report_task = task(publish_report, name="publish-report", cache_policy=NO_CACHE)
+publish_report_task = task(
+    publish_report, name="publish-report", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_if_transient
+)

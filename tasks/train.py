@@ -75,4 +75,5 @@ def predict_probabilities(model: keras.Model, features: np.ndarray) -> np.ndarra
     return np.asarray(model.predict(features, batch_size=1024, verbose=0), dtype=np.float32)
 
 
-train_model_task = task(train_model, name="train", cache_policy=NO_CACHE)
+# No retries: the same data fails the same way. The timeout bounds a runaway training (seconds).
+train_model_task = task(train_model, name="train", cache_policy=NO_CACHE, timeout_seconds=1800)

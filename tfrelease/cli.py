@@ -330,6 +330,46 @@ def rollback(
     console.print(f"{name} rolled back from version {result.from_version} to {result.to_version}; {settings.serving_config_path} updated")
 
 
+@app.command()
+def serve() -> None:
+    """Serve the Prefect deployments from this process until interrupted.
+
+    retrain/retrain-nightly-<model> for every configured model (schedule.cron in
+    schedule.timezone, one run per model at a time), release/release and rollback/rollback
+    (no schedule; run them with `prefect deployment run`). Needs a Prefect server at
+    PREFECT_API_URL (`prefect server start`): schedules on a temporary one would vanish.
+    """
+    settings = _settings()
+    from tfrelease.orchestrator import configure_prefect, reachable_prefect_api
+
+    configure_prefect(settings)
+    url = reachable_prefect_api()
+    if url is None:
+        errors.print(
+            "[red]no Prefect server answers at PREFECT_API_URL; start one (`prefect server start`) and "
+            "set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)[/red]"
+        )
+        raise typer.Exit(2)
+    from deployments.schedule import build_deployments
+
+    try:
+        deployments = build_deployments(settings)
+    except ValueError as error:
+        errors.print(f"[red]invalid schedule:[/red] {error}", highlight=False)
+        raise typer.Exit(2) from None
+    console.print(
+        f"serving {', '.join(d.name for d in deployments)} on {url}; "
+        f"nightly retrain at {settings.schedule.cron!r} ({settings.schedule.timezone})",
+        highlight=False,
+    )
+    import prefect
+
+    try:
+        prefect.serve(*deployments, pause_on_shutdown=False)
+    except KeyboardInterrupt:
+        console.print("stopped; the deployments stay active and run again at the next `tfrelease serve`")
+
+
 @app.command("slack-app")
 def slack_app() -> None:
     """Run the Slack receiver (Approve / Reject / Roll back buttons) until interrupted.

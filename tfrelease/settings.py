@@ -23,6 +23,7 @@ from pydantic import (
     PositiveInt,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import (
@@ -150,6 +151,39 @@ class SlackSettings(_Strict):
         return self.bot_token is not None and bool(self.channel)
 
 
+class ScheduleSettings(_Strict):
+    """When ``tfrelease serve`` runs the nightly retrain of every configured model."""
+
+    cron: str = Field(
+        default="0 2 * * *", description="Five-field cron expression (minute hour day month weekday), read in ``timezone``."
+    )
+    timezone: str = Field(
+        default="UTC",
+        description=(
+            "IANA time zone of ``cron`` (e.g. Europe/Berlin). In a zone with daylight saving time, "
+            "a time inside the skipped hour runs one hour early on that night."
+        ),
+    )
+
+    @field_validator("cron")
+    @classmethod
+    def _five_fields(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError("cron needs five fields: minute hour day-of-month month day-of-week")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as UTC or Europe/Berlin") from None
+        return value
+
+
 class ServingSettings(_Strict):
     """How a release or rollback reaches TF Serving beyond ``models.config``."""
 
@@ -182,6 +216,7 @@ class Settings(BaseSettings):
     default_model: str = "digits"
     slack: SlackSettings = SlackSettings()
     serving: ServingSettings = ServingSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
     prefect_ui_url: str | None = Field(default=None, description="Base URL of the Prefect UI, for links in messages.")
 
     @model_validator(mode="after")

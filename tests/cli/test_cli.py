@@ -175,3 +175,9 @@ def test_listing_commands_import_neither_tensorflow_nor_prefect(settings):
 def test_gc_before_any_version_fails_clearly(settings):
     result = runner.invoke(app, ["gc", "--keep", "-1"])
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_serve_without_a_prefect_server_says_how_to_start_one(settings, monkeypatch):
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    result = runner.invoke(app, ["serve"])
+    assert result.exit_code == 2 and "prefect server start" in result.output
