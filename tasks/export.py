@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tasks.checksum import file_sha256
-from tasks.warmup import check_warmup_features, write_warmup_requests
 
 if TYPE_CHECKING:
     import keras
@@ -66,6 +65,8 @@ def export_saved_model(
     """
     import keras
     import tensorflow as tf
+
+    from tasks.warmup import check_warmup_features, write_warmup_requests
 
     if target.exists():
         raise ExportError(f"{target} already exists; a model version is never overwritten")

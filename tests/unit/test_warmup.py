@@ -133,12 +133,12 @@ def test_failed_export_with_warmup_leaves_no_numbered_or_staging_folder(trained_
 
 
 def test_failed_warmup_write_fails_the_export_and_leaves_no_folder(trained_digits, holdout_rows, tmp_path: Path, monkeypatch):
-    import tasks.export
+    import tasks.warmup
 
     def fail(*args, **kwargs) -> Path:
         raise OSError("no space for warm-up")
 
-    monkeypatch.setattr(tasks.export, "write_warmup_requests", fail)
+    monkeypatch.setattr(tasks.warmup, "write_warmup_requests", fail)
     with pytest.raises(ExportError, match="no space for warm-up"):
         export_saved_model(trained_digits, tmp_path / "digits" / "3", "pixels", warmup_features=holdout_rows)
     assert list((tmp_path / "digits").iterdir()) == []
