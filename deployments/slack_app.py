@@ -126,6 +126,13 @@ class Receiver:
                 return None
         return f"You are not an approver for {model}. Nothing changed."
 
+    def refuses(self, click: Click, model: str) -> bool:
+        """True, after telling the clicker why, when they may not act on ``model``."""
+        refusal = self.refusal(click.user, model)
+        if refusal is not None:
+            self.answer(click, refusal)
+        return refusal is not None
+
     def answer(self, click: Click, text: str) -> None:
         """Tell the clicker only (ephemeral); logged as well."""
         logger.info("answered %s: %s", click.actor, text)
@@ -204,8 +211,7 @@ def handle_approve(receiver: Receiver, click: Click) -> None:
     """
     target = ActionValue.parse(click.value)
     model, version = target.model, target.version
-    if (refusal := receiver.refusal(click.user, model)) is not None:
-        receiver.answer(click, refusal)
+    if receiver.refuses(click, model):
         return
     with receiver.store() as store:
         try:
@@ -241,8 +247,7 @@ def handle_reject(receiver: Receiver, click: Click) -> None:
 
     target = ActionValue.parse(click.value)
     model, version = target.model, target.version
-    if (refusal := receiver.refusal(click.user, model)) is not None:
-        receiver.answer(click, refusal)
+    if receiver.refuses(click, model):
         return
     reason = f"rejected in Slack by {click.user}"
     with receiver.store() as store:
@@ -275,8 +280,7 @@ def handle_rollback(receiver: Receiver, click: Click) -> None:
 
     target = RollbackValue.parse(click.value)
     model = target.model
-    if (refusal := receiver.refusal(click.user, model)) is not None:
-        receiver.answer(click, refusal)
+    if receiver.refuses(click, model):
         return
     reason = f"rolled back in Slack by {click.user}"
     with receiver.store() as store:

@@ -7,6 +7,7 @@ reached the PostgreSQL cases are skipped, or fail when ``CI=true``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -169,3 +170,37 @@ def register_fixture() -> Register:
 @pytest.fixture(name="drive")
 def drive_fixture() -> Drive:
     return drive
+
+
+# -- doctor and retention tests: a SQLite registry and SavedModel-shaped folders -----------------
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[RegistryStore]:
+    """A SQLite registry in tmp_path (for code that only uses the store's public API, which is
+    tested on both backends elsewhere)."""
+    opened = RegistryStore.open(f"sqlite:///{tmp_path / 'registry.db'}")
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def model_store(tmp_path: Path) -> Path:
+    return tmp_path / "models"
+
+
+def fake_saved_model(folder: Path, content: bytes) -> str:
+    """A folder shaped like a SavedModel (never loaded by these tests); sha256 of saved_model.pb."""
+    (folder / "variables").mkdir(parents=True)
+    (folder / "variables" / "variables.index").write_bytes(b"index")
+    (folder / "saved_model.pb").write_bytes(content)
+    return hashlib.sha256(content).hexdigest()
+
+
+def new_version(store: RegistryStore, model_store: Path, model: str = "digits") -> int:
+    """Allocate, write the folder, complete the registration: a ``registered`` version."""
+    version = store.allocate_version(model, actor="tester", reason="test").version
+    folder = model_store / model / str(version)
+    digest = fake_saved_model(folder, f"saved model {model} {version}".encode())
+    store.complete_registration(model, version, **registration_fields(path=str(folder), saved_model_sha256=digest))
+    return version

@@ -3,9 +3,7 @@ the safe ones repaired, the unsafe ones left alone, and a second run finds nothi
 
 from __future__ import annotations
 
-import hashlib
 import os
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,45 +14,20 @@ from registry.store import RegistryStore
 from tasks.doctor import FAILED_BY_DOCTOR, Drift, DriftKind, RepairAction, find_drift, repair
 from tasks.retention import apply_gc, plan_gc
 from tasks.serving import ServedModel, read_config, served_models, sync_serving_config, write_config
-from tests.registry.conftest import registration_fields
+from tests.registry.conftest import fake_saved_model, new_version, registration_fields
 
 WHO = {"actor": "tester", "reason": "test"}
 LATER = timedelta(hours=2)  # older than both the staging grace and the registering timeout
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[RegistryStore]:
-    """SQLite only: the doctor uses the store's public API, tested on both backends elsewhere."""
-    opened = RegistryStore.open(f"sqlite:///{tmp_path / 'registry.db'}")
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def model_store(tmp_path: Path) -> Path:
-    return tmp_path / "models"
+def store(sqlite_store: RegistryStore) -> RegistryStore:
+    return sqlite_store
 
 
 @pytest.fixture
 def config_path(model_store: Path) -> Path:
     return model_store / "models.config"
-
-
-def fake_saved_model(folder: Path, content: bytes) -> str:
-    """A folder shaped like a SavedModel (the doctor never loads it); sha256 of saved_model.pb."""
-    (folder / "variables").mkdir(parents=True)
-    (folder / "variables" / "variables.index").write_bytes(b"index")
-    (folder / "saved_model.pb").write_bytes(content)
-    return hashlib.sha256(content).hexdigest()
-
-
-def new_version(store: RegistryStore, model_store: Path, model: str = "digits") -> int:
-    """Allocate, write the folder, complete the registration: a ``registered`` version."""
-    version = store.allocate_version(model, **WHO).version
-    folder = model_store / model / str(version)
-    digest = fake_saved_model(folder, f"saved model {model} {version}".encode())
-    store.complete_registration(model, version, **registration_fields(path=str(folder), saved_model_sha256=digest))
-    return version
 
 
 def healthy(store: RegistryStore, model_store: Path, config_path: Path, model: str = "digits") -> int:

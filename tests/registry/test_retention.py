@@ -3,8 +3,6 @@ changes nothing, and applying it records ``deleted`` and removes the folders who
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,34 +10,15 @@ import pytest
 from registry.models import VersionStatus
 from registry.store import RegistryStore
 from tasks.retention import GcPlan, apply_gc, plan_gc
-from tests.registry.conftest import registration_fields
+from tests.registry.conftest import new_version
 
 WHO = {"actor": "tester", "reason": "test"}
 S = VersionStatus
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[RegistryStore]:
-    """SQLite only: retention uses the store's public API, tested on both backends elsewhere."""
-    opened = RegistryStore.open(f"sqlite:///{tmp_path / 'registry.db'}")
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def model_store(tmp_path: Path) -> Path:
-    return tmp_path / "models"
-
-
-def new_version(store: RegistryStore, model_store: Path, model: str = "digits") -> int:
-    """A ``registered`` version with a SavedModel-shaped folder."""
-    version = store.allocate_version(model, **WHO).version
-    folder = model_store / model / str(version)
-    (folder / "variables").mkdir(parents=True)
-    (folder / "saved_model.pb").write_bytes(f"{model} {version}".encode())
-    digest = hashlib.sha256(f"{model} {version}".encode()).hexdigest()
-    store.complete_registration(model, version, **registration_fields(path=str(folder), saved_model_sha256=digest))
-    return version
+def store(sqlite_store: RegistryStore) -> RegistryStore:
+    return sqlite_store
 
 
 @pytest.fixture
