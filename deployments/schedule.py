@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 NIGHTLY_PREFIX = "retrain-nightly-"
 RELEASE_DEPLOYMENT = "release"
 ROLLBACK_DEPLOYMENT = "rollback"
+# As run_deployment names them: "<flow name>/<deployment name>".
+RELEASE = f"release/{RELEASE_DEPLOYMENT}"
+ROLLBACK = f"rollback/{ROLLBACK_DEPLOYMENT}"
 
 
 def nightly_name(model: str) -> str:

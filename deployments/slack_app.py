@@ -13,6 +13,11 @@ goes back as soon as ``ack()`` is called, while the work (a release takes second
 Slack wants its answer within 3 seconds. (Lazy listeners exist for FaaS, where nothing may
 run after the answer; they are not needed here.)
 
+Where a release or rollback runs (see :class:`Receiver`): with a Prefect server, as a flow run
+of the ``release/release`` or ``rollback/rollback`` deployment, started and not waited for; the
+run reports its outcome in the clicked message. With a server but nobody serving the
+deployment, as a flow run in this process. Without a server, the same steps run here directly.
+
 This module imports neither TensorFlow nor Great Expectations; the release path imports
 TensorFlow inside the smoke test, after the acknowledgement.
 """
@@ -26,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from socketserver import ThreadingMixIn
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from slack_bolt import Ack, App, BoltResponse
@@ -38,27 +43,23 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from registry.errors import IllegalTransition, RegistryError, VersionNotFound
 from registry.models import VersionStatus
 from registry.store import RegistryStore
+from tasks.announce import announce_release, announce_release_failure, announce_rollback, announce_rollback_failure, is_refusal
 from tasks.notify import (
     APPROVE_ACTION_ID,
     REJECT_ACTION_ID,
     ROLLBACK_ACTION_ID,
     ActionValue,
+    ClickedMessage,
     RollbackValue,
     SlackMessage,
     approved_update,
     mention,
     post_ephemeral,
     rejected_update,
-    release_failed_update,
-    released_update,
-    rollback_failed_update,
-    rolled_back_update,
+    rollback_requested_update,
     update_message,
 )
 from tfrelease.settings import ConfigError, Settings
-
-if TYPE_CHECKING:
-    from tasks.rollback import RollbackResult
 
 logger = logging.getLogger(__name__)
 
@@ -92,14 +93,19 @@ class Click:
         """The clicker as the registry's audit log names them: ``slack:<user id>``."""
         return f"slack:{self.user}"
 
+    @property
+    def origin(self) -> ClickedMessage:
+        """The clicked message, where the run started by this click reports its outcome."""
+        return ClickedMessage(channel=self.channel, ts=self.message_ts, user=self.user, message=self.message)
+
 
 @dataclass
 class Receiver:
     """What the click handlers share.
 
-    ``use_prefect``: True runs releases and rollbacks as Prefect flows (they read
-    ``get_settings()``, so ``settings`` must be those), False runs them directly, None decides
-    on each click: flows when a Prefect server answers (``reachable_prefect_api``).
+    ``use_prefect``: True runs releases and rollbacks through the Prefect server (flow runs
+    read ``get_settings()``, so ``settings`` must be those), False runs their steps here
+    directly, None decides on each click: Prefect when a server answers (``reachable_prefect_api``).
     """
 
     settings: Settings
@@ -157,37 +163,91 @@ class Receiver:
 
         return reachable_prefect_api() is not None
 
-    def release(self, store: RegistryStore, model: str, version: int, *, actor: str, reason: str) -> str:
-        """Release ``version``: check, smoke-test, switch serving, record; returns a summary.
+    def release(self, store: RegistryStore, click: Click, model: str, version: int, *, reason: str) -> None:
+        """Release the approved ``version``; its outcome reaches the clicked message.
 
-        Raises whatever the steps raise (see ``flows.release`` and ``tasks.release``).
+        With a Prefect server: the ``release/release`` deployment gets a flow run (not waited
+        for) that reports the outcome itself; when no runner or worker serves the deployment,
+        the flow runs here, against that server, and reports the same way. Without a server the
+        steps run here (``tasks.release.release_version``) and the outcome is reported from here.
+
+        Raises:
+            Whatever starting the flow run, or the steps run here, raise; see
+            ``flows.release`` and ``tasks.release``.
         """
+        parameters = {"model": model, "version": version, "actor": click.actor, "reason": reason}
+        approved_at = datetime.now(UTC)
         if self.prefect():
+            from deployments.schedule import RELEASE
+            from tfrelease.orchestrator import launch_deployment
+
+            origin = click.origin.model_dump(mode="json")
+            run = launch_deployment(self.settings, RELEASE, {**parameters, "slack_origin": origin})
+            self.update(click, approved_update(click.message, model, version, click.user, approved_at, run))
+            if run is not None:
+                logger.info("%s v%s approved by %s: release started as %s", model, version, click.actor, run)
+                return
             from flows.release import release as release_flow
 
-            return asyncio.run(release_flow(model=model, version=version, actor=actor, reason=reason))
-        from tasks.release import check_release, smoke_test_version, switch_to_version
+            logger.warning("no runner or worker serves the release deployment: releasing %s v%s in this process", model, version)
+            state = asyncio.run(release_flow(**parameters, slack_origin=origin, return_state=True))
+            logger.info("release of %s v%s, approved by %s: %s", model, version, click.actor, state.message or state.name)
+            return
+        from tasks.release import release_version
 
-        record = check_release(store, model, version, force=False)
-        metrics = smoke_test_version(self.settings, record)
-        switch_to_version(store, self.settings, model, version, actor=actor, reason=reason)
-        return f"{model} version {version} released to production by {actor} (held-out accuracy {metrics.accuracy:.4f})"
+        self.update(click, approved_update(click.message, model, version, click.user, approved_at))
+        result = release_version(store, self.settings, model, version, actor=click.actor, reason=reason)
+        logger.info(result.summary)
+        announce_release(
+            self.settings, model, version, actor=click.actor, summary=result.summary,
+            previous_version=result.previous_version, origin=click.origin, run=None,
+        )
 
-    def rollback(
-        self, store: RegistryStore, model: str, from_version: int, to_version: int, *, actor: str, reason: str
-    ) -> RollbackResult:
-        """Roll ``model`` back from ``from_version`` to ``to_version`` (see ``tasks.rollback.rollback_model``);
-        refused as stale, under the model's lock, when production is no longer ``from_version``."""
+    def rollback(self, store: RegistryStore, click: Click, target: RollbackValue, *, reason: str) -> None:
+        """Roll ``target.model`` back from ``target.from_version`` to ``target.to_version``;
+        the outcome reaches the clicked message (a refusal: the clicker), as for :meth:`release`.
+
+        The rollback is refused as stale, under the model's lock, when production is no longer
+        ``from_version``: of two clicks on one button only one rolls back.
+
+        Raises:
+            Whatever starting the flow run, or ``tasks.rollback.rollback_model`` run here, raise.
+        """
+        model = target.model
+        parameters = {
+            "model": model, "actor": click.actor, "reason": reason,
+            "to_version": target.to_version, "from_version": target.from_version,
+        }
+        requested_at = datetime.now(UTC)
         if self.prefect():
+            from deployments.schedule import ROLLBACK
+            from tfrelease.orchestrator import launch_deployment
+
+            origin = click.origin.model_dump(mode="json")
+            run = launch_deployment(self.settings, ROLLBACK, {**parameters, "slack_origin": origin})
+            self.update(
+                click,
+                rollback_requested_update(click.message, model, target.from_version, target.to_version, click.user, requested_at, run),
+            )
+            if run is not None:
+                logger.info("rollback of %s to v%s by %s started as %s", model, target.to_version, click.actor, run)
+                return
             from flows.rollback import rollback as rollback_flow
 
-            return asyncio.run(
-                rollback_flow(model=model, actor=actor, reason=reason, to_version=to_version, from_version=from_version)
-            )
+            logger.warning("no runner or worker serves the rollback deployment: rolling back %s in this process", model)
+            state = asyncio.run(rollback_flow(**parameters, slack_origin=origin, return_state=True))
+            logger.info("rollback of %s by %s: %s", model, click.actor, state.message or state.name)
+            return
         from tasks.rollback import rollback_model
 
-        return rollback_model(
-            store, self.settings, model, actor=actor, reason=reason, to_version=to_version, expected_from=from_version
+        result = rollback_model(
+            store, self.settings, model, actor=click.actor, reason=reason,
+            to_version=target.to_version, expected_from=target.from_version,
+        )
+        logger.info("%s rolled back from v%s to v%s by %s", model, result.from_version, result.to_version, click.actor)
+        announce_rollback(
+            self.settings, model, result.from_version, result.to_version, actor=click.actor, reason=reason,
+            origin=click.origin, run=None,
         )
 
 
@@ -195,16 +255,16 @@ class Receiver:
 
 
 def handle_approve(receiver: Receiver, click: Click) -> None:
-    """Approve the clicked request's version, then release it.
+    """Approve the clicked request's version, then release it (see :meth:`Receiver.release`).
 
     The decision is claimed with ``store.approve`` (pending_approval -> approved, one
     transaction): of several clicks exactly one wins; any other click, and a click on a
     version no longer pending (approved, rejected, superseded, released from the CLI), is
     answered with the version's status and changes nothing. The message then shows
-    "approved by …, releasing…", the release runs, and the message shows "released" (with a
-    Roll back button when there was a production version before) or "release failed" with
-    the error, which is also logged with its traceback. A failed release leaves the version
-    ``approved``.
+    "approved by …, releasing…" (with the flow run when there is one), and at the end
+    "released" (with a Roll back button when there was a production version before) or
+    "release failed" with the step and the error, which is also logged. A failed release
+    leaves the version ``approved``.
 
     Raises:
         pydantic.ValidationError: the button's value is not ActionValue JSON.
@@ -213,24 +273,19 @@ def handle_approve(receiver: Receiver, click: Click) -> None:
     model, version = target.model, target.version
     if receiver.refuses(click, model):
         return
+    reason = f"approved in Slack by {click.user}"
     with receiver.store() as store:
         try:
-            store.approve(model, version, actor=click.actor, reason=f"approved in Slack by {click.user}")
+            store.approve(model, version, actor=click.actor, reason=reason)
         except (IllegalTransition, VersionNotFound):
             receiver.answer(click, _not_pending(store, model, version))
             return
         logger.info("%s v%s approved by %s; releasing", model, version, click.actor)
-        before = store.get_alias(model, "production")
-        receiver.update(click, approved_update(click.message, model, version, click.user, datetime.now(UTC)))
         try:
-            summary = receiver.release(store, model, version, actor=click.actor, reason=f"approved in Slack by {click.user}")
+            receiver.release(store, click, model, version, reason=reason)
         except Exception as error:  # shown in Slack and logged; the version stays approved
             logger.exception("release of %s v%s, approved by %s, failed", model, version, click.actor)
-            receiver.update(click, release_failed_update(click.message, model, version, f"{type(error).__name__}: {error}"))
-            return
-    logger.info(summary)
-    previous = before.version if before is not None else None
-    receiver.update(click, released_update(click.message, model, version, click.user, summary, previous))
+            announce_release_failure(receiver.settings, model, version, error, step=None, origin=click.origin, run=None)
 
 
 def handle_reject(receiver: Receiver, click: Click) -> None:
@@ -266,18 +321,18 @@ def handle_reject(receiver: Receiver, click: Click) -> None:
 
 
 def handle_rollback(receiver: Receiver, click: Click) -> None:
-    """Roll production back from the button's ``from_version`` to its ``to_version``.
+    """Roll production back from the button's ``from_version`` to its ``to_version`` (see
+    :meth:`Receiver.rollback`).
 
     A stale button (production is no longer ``from_version``, e.g. a second click) and a
     refused rollback (target never was production, damaged files, lock held) are answered
-    ephemerally and change nothing. Otherwise the message shows "rolled back … by …", or
-    "rollback failed" with the error (also logged with its traceback).
+    ephemerally and change nothing. Otherwise the message shows "rolling back…" (with the
+    flow run when there is one), then "rolled back … by …", or "rollback failed" with the
+    step and the error (also logged).
 
     Raises:
         pydantic.ValidationError: the button's value is not RollbackValue JSON.
     """
-    from tasks.rollback import RollbackRefused
-
     target = RollbackValue.parse(click.value)
     model = target.model
     if receiver.refuses(click, model):
@@ -292,21 +347,14 @@ def handle_rollback(receiver: Receiver, click: Click) -> None:
             )
             return
         try:
-            result = receiver.rollback(store, model, target.from_version, target.to_version, actor=click.actor, reason=reason)
-        except (RollbackRefused, RegistryError) as error:
-            receiver.answer(click, f"Rollback of {model} refused: {error}. Nothing changed.")
-            return
-        except Exception as error:  # shown in Slack and logged
-            logger.exception("rollback of %s to v%s by %s failed", model, target.to_version, click.actor)
-            receiver.update(
-                click,
-                rollback_failed_update(click.message, model, target.from_version, target.to_version, f"{type(error).__name__}: {error}"),
+            receiver.rollback(store, click, target, reason=reason)
+        except Exception as error:  # a refusal to the clicker; a failure in the message and the log
+            if not is_refusal(error):
+                logger.exception("rollback of %s to v%s by %s failed", model, target.to_version, click.actor)
+            announce_rollback_failure(
+                receiver.settings, model, error, from_version=target.from_version, to_version=target.to_version,
+                step=None, origin=click.origin, run=None,
             )
-            return
-    logger.info("%s rolled back from v%s to v%s by %s", model, result.from_version, result.to_version, click.actor)
-    receiver.update(
-        click, rolled_back_update(click.message, model, result.from_version, result.to_version, click.user, datetime.now(UTC))
-    )
 
 
 def _not_pending(store: RegistryStore, model: str, version: int) -> str:
@@ -440,8 +488,9 @@ def serve(settings: Settings) -> None:
     """Run the receiver until interrupted: Socket Mode when ``slack.app_token`` is set, else
     HTTP on ``slack.host:slack.port`` at ``/slack/events``.
 
-    Checks the bot token with auth.test first. Releases and rollbacks run as Prefect flows when
-    a Prefect server answers at click time, directly otherwise.
+    Checks the bot token with auth.test first. Releases and rollbacks start flow runs of the
+    release and rollback deployments when a Prefect server answers at click time, and run here
+    otherwise (see :class:`Receiver`).
 
     Raises:
         ConfigError: see :func:`build_app`.

@@ -2,16 +2,41 @@
 
 from __future__ import annotations
 
-from prefect import flow, runtime
+from prefect import flow
 
 from registry.store import RegistryStore
-from tasks.release import check_release_task, smoke_test_task, switch_to_version_task
+from tasks.announce import announce_release, announce_release_failure
+from tasks.notify import ClickedMessage
+from tasks.release import ReleaseResult, check_release_task, smoke_test_task, switch_to_version_task
+from tasks.steps import failed_step
+from tfrelease.orchestrator import current_flow_run, flow_run_ref
 from tfrelease.settings import get_settings
 
 
-@flow(name="release", log_prints=True)
-async def release(model: str, version: int, actor: str, reason: str, force: bool = False) -> str:
-    """Release ``version`` of ``model``: check it, smoke-test it, switch serving, record it.
+async def _announce_failure(flow, flow_run, state) -> None:
+    """Prefect on_failure hook: the step that failed and the error, in the clicked Slack
+    message or as a new one (Slack off: no-op)."""
+    settings = get_settings()
+    parameters = flow_run.parameters
+    error = await state.aresult(raise_on_failure=False)
+    origin = parameters.get("slack_origin")
+    announce_release_failure(
+        settings,
+        parameters["model"],
+        parameters["version"],
+        error,
+        step=failed_step(flow_run.id),
+        origin=ClickedMessage.model_validate(origin) if origin else None,
+        run=flow_run_ref(settings, flow_run),
+    )
+
+
+@flow(name="release", log_prints=True, on_failure=[_announce_failure])
+async def release(
+    model: str, version: int, actor: str, reason: str, force: bool = False, slack_origin: ClickedMessage | None = None
+) -> ReleaseResult:
+    """Release ``version`` of ``model``: check it, smoke-test it, switch serving, record it,
+    and say so in Slack (in ``slack_origin``, the clicked approval request, when given).
 
     Allowed from registered, pending_approval (a human release counts as the approval),
     approved and earlier production states; a rejected version only with ``force`` and a
@@ -19,7 +44,7 @@ async def release(model: str, version: int, actor: str, reason: str, force: bool
     """
     settings = get_settings()
     store = RegistryStore.open(settings.registry_url)
-    flow_run_id = str(runtime.flow_run.id) if runtime.flow_run.id else None
+    run = current_flow_run(settings)
 
     # 1. The version may be released and its files are the ones that were evaluated.
     candidate = check_release_task(store, model, version, force=force)
@@ -28,8 +53,14 @@ async def release(model: str, version: int, actor: str, reason: str, force: bool
     metrics = smoke_test_task(settings, candidate)
 
     # 3. Serving switches to it, then the registry records the promotion (under the model's lock).
-    switch_to_version_task(store, settings, model, version, actor=actor, reason=reason, force=force, flow_run_id=flow_run_id)
+    previous = switch_to_version_task(
+        store, settings, model, version, actor=actor, reason=reason, force=force, flow_run_id=run.id if run else None
+    )
+    result = ReleaseResult(model=model, version=version, previous_version=previous, actor=actor, accuracy=metrics.accuracy)
 
-    summary = f"{model} version {version} released to production by {actor} (held-out accuracy {metrics.accuracy:.4f})"
-    print(summary)
-    return summary
+    # 4. Slack hears of it, with a Roll back button when there is a version to go back to.
+    announce_release(
+        settings, model, version, actor=actor, summary=result.summary, previous_version=previous, origin=slack_origin, run=run
+    )
+    print(result.summary)
+    return result

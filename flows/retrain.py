@@ -15,18 +15,20 @@ from tasks.notify import post_message
 from tasks.register import Lineage, register_candidate_task
 from tasks.release import act_on_decision_task
 from tasks.report import NightReport, failure_messages, publish_report_task
+from tasks.steps import failed_step
 from tasks.train import train_model_task
 from tasks.validate import screen_batches_task
+from tfrelease.orchestrator import flow_run_ref
 from tfrelease.settings import get_settings
 
 
 async def _announce_failure(flow, flow_run, state) -> None:
     """Prefect on_failure hook: say in Slack which batch or step broke the night (Slack off: no-op)."""
     settings = get_settings()
-    url = f"{settings.prefect_ui_url.rstrip('/')}/runs/flow-run/{flow_run.id}" if settings.prefect_ui_url else None
     model = flow_run.parameters.get("model", settings.default_model)
     error = await state.aresult(raise_on_failure=False)
-    for message in failure_messages(model, error, run_name=flow_run.name, flow_run_url=url):
+    run = flow_run_ref(settings, flow_run)
+    for message in failure_messages(model, error, run_name=run.name, flow_run_url=run.url, step=failed_step(flow_run.id)):
         post_message(settings.slack, message)
 
 

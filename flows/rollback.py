@@ -2,35 +2,70 @@
 
 from __future__ import annotations
 
-from prefect import flow, runtime, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow
 
 from registry.store import RegistryStore
+from tasks.announce import announce_rollback, announce_rollback_failure
+from tasks.notify import ClickedMessage
 from tasks.retry_policy import retry_if_transient
 from tasks.rollback import RollbackResult, rollback_model
+from tasks.steps import failed_step, step
+from tfrelease.orchestrator import current_flow_run, flow_run_ref
 from tfrelease.settings import get_settings
 
-rollback_model_task = task(
-    rollback_model, name="rollback", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_if_transient
+rollback_model_task = step(
+    rollback_model, name="rollback", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_if_transient
 )
 
 
-@flow(name="rollback", log_prints=True)
+async def _announce_failure(flow, flow_run, state) -> None:
+    """Prefect on_failure hook: a refused rollback told to the clicker, a failed one shown in
+    the clicked Slack message, or either posted when no click started it (Slack off: no-op)."""
+    settings = get_settings()
+    parameters = flow_run.parameters
+    error = await state.aresult(raise_on_failure=False)
+    origin = parameters.get("slack_origin")
+    announce_rollback_failure(
+        settings,
+        parameters["model"],
+        error,
+        from_version=parameters.get("from_version"),
+        to_version=parameters.get("to_version"),
+        step=failed_step(flow_run.id),
+        origin=ClickedMessage.model_validate(origin) if origin else None,
+        run=flow_run_ref(settings, flow_run),
+    )
+
+
+@flow(name="rollback", log_prints=True, on_failure=[_announce_failure])
 async def rollback(
-    model: str, actor: str, reason: str, to_version: int | None = None, from_version: int | None = None
+    model: str,
+    actor: str,
+    reason: str,
+    to_version: int | None = None,
+    from_version: int | None = None,
+    slack_origin: ClickedMessage | None = None,
 ) -> RollbackResult:
     """Roll ``model`` back to ``to_version`` (default: the ``previous`` alias); with
-    ``from_version``, only if that version is still production.
+    ``from_version``, only if that version is still production. Says so in Slack (in
+    ``slack_origin``, the clicked message, when given).
 
     The same steps as ``tfrelease rollback`` without a Prefect server: check the target was
     production and its files are intact, switch serving, record it (see tasks.rollback).
     """
     settings = get_settings()
     store = RegistryStore.open(settings.registry_url)
-    flow_run_id = str(runtime.flow_run.id) if runtime.flow_run.id else None
+    run = current_flow_run(settings)
+
+    # 1. Checked and switched under the model's lock: serving first, then the registry.
     result = rollback_model_task(
         store, settings, model, actor=actor, reason=reason, to_version=to_version,
-        expected_from=from_version, flow_run_id=flow_run_id,
+        expected_from=from_version, flow_run_id=run.id if run else None,
+    )
+
+    # 2. Slack hears of it.
+    announce_rollback(
+        settings, model, result.from_version, result.to_version, actor=actor, reason=reason, origin=slack_origin, run=run
     )
     print(f"{model} rolled back from version {result.from_version} to {result.to_version} by {actor}: {reason}")
     return result

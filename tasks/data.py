@@ -17,11 +17,10 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from tasks.checksum import file_sha256
 from tasks.retry_policy import retry_if_transient
+from tasks.steps import step
 from tfrelease.settings import Settings
 
 BATCH_SUFFIXES = (".parquet", ".csv")
@@ -319,9 +318,9 @@ def _write_atomically(frame: pd.DataFrame, target: Path) -> None:
     partial.replace(target)
 
 
-collect_incoming_task = task(
-    collect_incoming, name="collect-incoming", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_if_transient
+collect_incoming_task = step(
+    collect_incoming, name="collect-incoming", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_if_transient
 )
-load_training_set_task = task(
-    load_training_set, name="load-training-set", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_if_transient
+load_training_set_task = step(
+    load_training_set, name="load-training-set", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_if_transient
 )

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from tasks.retry_policy import retry_if_transient
+from tasks.steps import step
 
 # Probabilities are clipped before the log so a confident wrong answer costs a finite loss;
 # the same epsilon Keras uses (keras.config.epsilon()).
@@ -95,8 +94,8 @@ def evaluate_version(path: Path, holdout: tuple[np.ndarray, np.ndarray], input_n
     return compute_metrics(saved_model_probabilities(path, features, input_name), labels)
 
 
-evaluate_version_task = task(
-    evaluate_version, name="evaluate-version", cache_policy=NO_CACHE, timeout_seconds=600, retries=1, retry_delay_seconds=10, retry_condition_fn=retry_if_transient
+evaluate_version_task = step(
+    evaluate_version, name="evaluate-version", timeout_seconds=600, retries=1, retry_delay_seconds=10, retry_condition_fn=retry_if_transient
 )
 
 

@@ -35,6 +35,7 @@ from slack_sdk.web import SlackResponse
 
 from tasks.decide import Decision
 from tasks.evaluate import Metrics
+from tfrelease.orchestrator import FlowRunRef
 from tfrelease.settings import SlackSettings
 
 logger = logging.getLogger(__name__)
@@ -126,6 +127,16 @@ class MessageRef(BaseModel):
     ts: str
 
 
+class ClickedMessage(BaseModel):
+    """The message whose button started a release or rollback, and who clicked: the run
+    reports its outcome there (a flow parameter, so JSON-ready)."""
+
+    channel: str  # channel id
+    ts: str
+    user: str  # Slack user id of the clicker
+    message: SlackMessage  # the message as Slack sent it with the click: the base of every update
+
+
 def approval_block_id(model: str, version: int) -> str:
     """block_id of the Approve/Reject actions block, e.g. ``approval:digits:3``."""
     return f"approval:{model}:{version}"
@@ -197,9 +208,11 @@ def rejected_message(req: ApprovalRequest) -> SlackMessage:
     return SlackMessage(text=_fallback_text(title, req), blocks=blocks)
 
 
-def rolled_back_message(model: str, from_version: int, to_version: int, actor: str, reason: str) -> SlackMessage:
+def rolled_back_message(
+    model: str, from_version: int, to_version: int, actor: str, reason: str, run: FlowRunRef | None = None
+) -> SlackMessage:
     """A rollback happened: from which version to which, by whom (``actor`` as in the audit
-    log; ``slack:U…`` is shown as a mention) and why. No buttons."""
+    log; ``slack:U…`` is shown as a mention), why, and in which flow run. No buttons."""
     title = f"{model} rolled back from v{from_version} to v{to_version}"
     blocks = [
         {"type": "header", "block_id": f"rolled_back:{model}:{from_version}:header", "text": _plain(title, HEADER_MAX)},
@@ -208,7 +221,7 @@ def rolled_back_message(model: str, from_version: int, to_version: int, actor: s
             "block_id": f"rolled_back:{model}:{from_version}:why",
             "text": _mrkdwn(
                 f"v{to_version} is in production again; v{from_version} is rolled back.\n"
-                f"*By* {mention(actor)}\n*Why* {_escape(reason)}"
+                f"*By* {mention(actor)}{_in_run(run)}\n*Why* {_escape(reason)}"
             ),
         },
     ]
@@ -250,9 +263,26 @@ def validation_failed_message(
     return SlackMessage(text=_clip(f"{title} ({len(failed_expectations)} failed expectation(s){first})", SECTION_TEXT_MAX), blocks=blocks)
 
 
-def run_failed_message(model: str, error: str, *, run_name: str | None = None, flow_run_url: str | None = None) -> SlackMessage:
-    """A run failed: which run, the error (as a code block, cut to fit) and a link to the run."""
-    title = f"{model}: run {run_name} failed" if run_name else f"{model}: run failed"
+def describe_error(error: BaseException | object) -> str:
+    """``"<type>: <message>"`` for an exception (as a failed run's state holds it), else ``str(error)``."""
+    return f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
+
+
+def run_failed_message(
+    model: str,
+    error: str,
+    *,
+    run_name: str | None = None,
+    flow_run_url: str | None = None,
+    step: str | None = None,
+    flow: str = "run",
+) -> SlackMessage:
+    """A run failed: which ``flow`` ("nightly retrain", "release of v3") and run, at which
+    ``step`` (task name; None when the flow's own code raised), the error (as a code block,
+    cut to fit) and a link to the run."""
+    title = f"{model}: {flow} {run_name} failed" if run_name else f"{model}: {flow} failed"
+    if step:
+        title += f" at step {step}"
     blocks: list[dict[str, Any]] = [
         {"type": "header", "block_id": f"run_failed:{model}:header", "text": _plain(title, HEADER_MAX)},
         {"type": "section", "block_id": f"run_failed:{model}:error", "text": _mrkdwn(_code(error, SECTION_TEXT_MAX))},
@@ -269,23 +299,32 @@ def run_failed_message(model: str, error: str, *, run_name: str | None = None, f
 # user id; ``at`` a timezone-aware time, shown in each reader's own time zone.
 
 
-def approved_update(base: SlackMessage, model: str, version: int, user: str, at: datetime) -> SlackMessage:
-    """"<user> approved at <time> — releasing…": the click won, the release is running."""
+def approved_update(
+    base: SlackMessage, model: str, version: int, user: str, at: datetime, run: FlowRunRef | None = None
+) -> SlackMessage:
+    """"<user> approved at <time> — releasing in flow run <run>…": the click won, the
+    release is running (``run``: the flow run started for it, when known already)."""
     return _with_status(
         base,
-        f":hourglass_flowing_sand: *Approved* by <@{user}> at {_slack_time(at)} — releasing…",
-        f"{model} v{version} approved by <@{user}> at {_utc(at)} — releasing…",
+        f":hourglass_flowing_sand: *Approved* by <@{user}> at {_slack_time(at)} — releasing{_in_run(run)}…",
+        f"{model} v{version} approved by <@{user}> at {_utc(at)} — releasing{_in_run(run, plain=True)}…",
     )
 
 
 def released_update(
-    base: SlackMessage, model: str, version: int, user: str, summary: str, previous_version: int | None
+    base: SlackMessage,
+    model: str,
+    version: int,
+    user: str,
+    summary: str,
+    previous_version: int | None,
+    run: FlowRunRef | None = None,
 ) -> SlackMessage:
-    """The approved version is in production; a Roll back button (to ``previous_version``)
-    when there was a production version before."""
+    """The approved version is in production (by ``run``, when it ran as a flow run); a Roll
+    back button (to ``previous_version``) when there was a production version before."""
     message = _with_status(
         base,
-        f":white_check_mark: *Released* to production, approved by <@{user}>. {_escape(summary)}",
+        f":white_check_mark: *Released* to production, approved by <@{user}>{_in_run(run)}. {_escape(summary)}",
         f"{model} v{version} released to production (approved by <@{user}>)",
     )
     if previous_version is not None:
@@ -293,13 +332,51 @@ def released_update(
     return message
 
 
-def release_failed_update(base: SlackMessage, model: str, version: int, error: str) -> SlackMessage:
-    """The approval is recorded but the release failed: the error, and how to retry."""
+def release_failed_update(
+    base: SlackMessage, model: str, version: int, error: str, *, step: str | None = None, run: FlowRunRef | None = None
+) -> SlackMessage:
+    """The approval is recorded but the release failed (at ``step``, in ``run``, when known):
+    the error, and how to retry."""
+    where = f" at step `{_escape(step)}`" if step else ""
     return _with_status(
         base,
-        f":x: *Release failed*; v{version} stays approved, retry with `tfrelease release {version} --model {_escape(model)}`.\n"
-        + _code(error, SECTION_TEXT_MAX - 200),
+        f":x: *Release failed*{where}{_in_run(run)}; v{version} stays approved, retry with "
+        f"`tfrelease release {version} --model {_escape(model)}`.\n" + _code(error, SECTION_TEXT_MAX - 300),
         _clip(f"{model} v{version} release failed: {error}", SECTION_TEXT_MAX),
+    )
+
+
+def released_message(
+    model: str, version: int, actor: str, summary: str, previous_version: int | None, run: FlowRunRef | None = None
+) -> SlackMessage:
+    """A release started outside Slack (CLI, Prefect UI) is done: who (``actor`` as in the
+    audit log), the summary, the flow run, and a Roll back button (to ``previous_version``)
+    when there was a production version before."""
+    title = f"{model} v{version} released to production"
+    prefix = f"released:{model}:{version}"
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "block_id": f"{prefix}:header", "text": _plain(title, HEADER_MAX)},
+        {
+            "type": "section",
+            "block_id": f"{prefix}:why",
+            "text": _mrkdwn(f"*By* {mention(actor)}{_in_run(run)}\n{_escape(summary)}"),
+        },
+    ]
+    if previous_version is not None:
+        blocks.append(rollback_actions(model, version, previous_version))
+    return SlackMessage(text=_clip(f"{title} by {mention(actor)}", SECTION_TEXT_MAX), blocks=blocks)
+
+
+def rollback_requested_update(
+    base: SlackMessage, model: str, from_version: int, to_version: int, user: str, at: datetime, run: FlowRunRef | None
+) -> SlackMessage:
+    """"rolling back … requested by <user> — in flow run <run>…": the click was accepted and
+    the rollback is running; its outcome replaces this line."""
+    return _with_status(
+        base,
+        f":hourglass_flowing_sand: *Rolling back* from v{from_version} to v{to_version}, requested by <@{user}> at "
+        f"{_slack_time(at)}{_in_run(run)}…",
+        f"{model} rolling back from v{from_version} to v{to_version}, requested by <@{user}> at {_utc(at)}",
     )
 
 
@@ -313,22 +390,40 @@ def rejected_update(base: SlackMessage, model: str, version: int, user: str, rea
 
 
 def rolled_back_update(
-    base: SlackMessage, model: str, from_version: int, to_version: int, user: str, at: datetime
+    base: SlackMessage,
+    model: str,
+    from_version: int,
+    to_version: int,
+    user: str,
+    at: datetime,
+    run: FlowRunRef | None = None,
 ) -> SlackMessage:
-    """"rolled back by <user>": production went from ``from_version`` back to ``to_version``."""
+    """"rolled back by <user>": production went from ``from_version`` back to ``to_version``
+    (in ``run``, when it ran as a flow run)."""
     return _with_status(
         base,
-        f":rewind: *Rolled back* from v{from_version} to v{to_version} by <@{user}> at {_slack_time(at)}",
+        f":rewind: *Rolled back* from v{from_version} to v{to_version} by <@{user}> at {_slack_time(at)}{_in_run(run)}",
         f"{model} rolled back from v{from_version} to v{to_version} by <@{user}>",
     )
 
 
-def rollback_failed_update(base: SlackMessage, model: str, from_version: int, to_version: int, error: str) -> SlackMessage:
-    """The rollback failed with ``error``: buttons removed, and how to retry from the CLI."""
+def rollback_failed_update(
+    base: SlackMessage,
+    model: str,
+    from_version: int,
+    to_version: int,
+    error: str,
+    *,
+    step: str | None = None,
+    run: FlowRunRef | None = None,
+) -> SlackMessage:
+    """The rollback failed with ``error`` (at ``step``, in ``run``, when known): buttons
+    removed, and how to retry from the CLI."""
+    where = f" at step `{_escape(step)}`" if step else ""
     return _with_status(
         base,
-        f":x: *Rollback from v{from_version} to v{to_version} failed*; retry with "
-        f"`tfrelease rollback --model {_escape(model)} --to {to_version}`.\n" + _code(error, SECTION_TEXT_MAX - 200),
+        f":x: *Rollback from v{from_version} to v{to_version} failed*{where}{_in_run(run)}; retry with "
+        f"`tfrelease rollback --model {_escape(model)} --to {to_version}`.\n" + _code(error, SECTION_TEXT_MAX - 300),
         _clip(f"{model} rollback from v{from_version} to v{to_version} failed: {error}", SECTION_TEXT_MAX),
     )
 
@@ -583,6 +678,15 @@ def _with_status(base: SlackMessage, status: str, text: str) -> SlackMessage:
     blocks.insert(at, {"type": "section", "block_id": STATUS_BLOCK_ID, "text": _mrkdwn(status)})
     # One slot stays free for a Roll back actions block.
     return SlackMessage(text=text, blocks=blocks[: MAX_BLOCKS - 1])
+
+
+def _in_run(run: FlowRunRef | None, *, plain: bool = False) -> str:
+    """" in flow run <name>" (a link to the Prefect UI when known), or "" without a run."""
+    if run is None:
+        return ""
+    if plain or not run.url:
+        return f" in flow run {run.name if plain else _escape(run.name)}"
+    return f" in flow run {_link(run.url, _escape(run.name))}"
 
 
 def _slack_time(at: datetime) -> str:

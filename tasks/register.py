@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from registry.store import RegistryStore
 from registry.models import ModelVersionRecord
@@ -24,6 +22,7 @@ from tasks.checksum import tree_sha256
 from tasks.evaluate import Metrics, evaluate_version
 from tasks.export import export_saved_model, version_dir
 from tasks.warmup import DEFAULT_BATCH_ROWS
+from tasks.steps import step
 from tfrelease.settings import ModelSettings
 
 if TYPE_CHECKING:
@@ -131,4 +130,4 @@ def register_candidate(
     )
 
 # No retries: a retry would allocate another version; on failure the version is marked failed.
-register_candidate_task = task(register_candidate, name="register-candidate", cache_policy=NO_CACHE, timeout_seconds=1200)
+register_candidate_task = step(register_candidate, name="register-candidate", timeout_seconds=1200)

@@ -9,11 +9,9 @@ decision: the registry holds it and the CLI can act on it.
 from __future__ import annotations
 
 import logging
-
 from pathlib import Path
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
 
 from registry.errors import ModelLocked
 from registry.lifecycle import check_transition
@@ -35,6 +33,8 @@ from tasks.retry_policy import retry_if_transient
 from tasks.serving import CONFIG_LOCK, served_model, served_models, switch_serving
 from tasks.serving_reload import ServingReloadError
 from tasks.slack_messages import mark_superseded, post_approval_request
+from tasks.steps import step
+from tfrelease.orchestrator import flow_run_url
 from tfrelease.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,21 @@ logger = logging.getLogger(__name__)
 
 class BaselineChanged(Exception):
     """Production moved after the candidate was compared with it; the comparison is stale."""
+
+
+class ReleaseResult(BaseModel):
+    """What a release did: ``version`` of ``model`` is production, ``previous_version`` (the
+    production version before, None for a first release) stays loaded as ``previous``."""
+
+    model: str
+    version: int
+    previous_version: int | None
+    actor: str
+    accuracy: float  # held-out accuracy measured by the smoke test, a fraction in [0, 1]
+
+    @property
+    def summary(self) -> str:
+        return f"{self.model} version {self.version} released to production by {self.actor} (held-out accuracy {self.accuracy:.4f})"
 
 
 _ANY = object()  # expected_production not given: release over whatever is in production
@@ -92,9 +107,12 @@ def switch_to_version(
     flow_run_id: str | None = None,
     decision: Decision | None = None,
     expected_production: int | None | object = _ANY,
-) -> ModelVersionRecord:
+) -> int | None:
     """Under the model's lock: point TF Serving at ``version`` (``stable``; the old production
     stays loaded as ``previous``), then record the promotion in the registry.
+
+    Returns the version that was production before (now the ``previous`` alias), None for a
+    model's first release.
 
     If the registry refuses (the version changed state meanwhile), serving is switched back.
     A release whose version is rejected and ``force`` is set is logged as force_released.
@@ -124,7 +142,7 @@ def switch_to_version(
                 path, served_models(store, settings.model_store, {model: target}), grpc_address=grpc, timeout_seconds=timeout
             )
             try:
-                record = store.promote(
+                store.promote(
                     model,
                     version,
                     actor=actor,
@@ -137,7 +155,22 @@ def switch_to_version(
                 undo()
                 raise
     document_version(store, settings.model_store, model, version, actor=actor)
-    return record
+    return current.version if current else None
+
+
+def release_version(
+    store: RegistryStore, settings: Settings, model: str, version: int, *, actor: str, reason: str
+) -> ReleaseResult:
+    """The release flow's steps without Prefect: :func:`check_release`, :func:`smoke_test_version`,
+    :func:`switch_to_version` (for the Slack receiver when no Prefect server answers).
+
+    Raises:
+        whatever those steps raise; nothing changed then.
+    """
+    record = check_release(store, model, version, force=False)
+    metrics = smoke_test_version(settings, record)
+    previous = switch_to_version(store, settings, model, version, actor=actor, reason=reason)
+    return ReleaseResult(model=model, version=version, previous_version=previous, actor=actor, accuracy=metrics.accuracy)
 
 
 def act_on_decision(
@@ -201,9 +234,6 @@ def _holder(actor: str, flow_run_id: str | None) -> str:
 
 
 def _request(settings: Settings, candidate: ModelVersionRecord, decision: Decision, flow_run_id: str | None) -> ApprovalRequest:
-    flow_run_url = None
-    if settings.prefect_ui_url and flow_run_id:
-        flow_run_url = f"{settings.prefect_ui_url.rstrip('/')}/runs/flow-run/{flow_run_id}"
     return ApprovalRequest(
         model=candidate.model_name,
         version=candidate.version,
@@ -212,18 +242,18 @@ def _request(settings: Settings, candidate: ModelVersionRecord, decision: Decisi
         production_version=candidate.baseline_version,
         decision=decision,
         batches=list(candidate.batches),
-        flow_run_url=flow_run_url,
+        flow_run_url=flow_run_url(settings, flow_run_id) if flow_run_id else None,
         report_url=None,
     )
 
 
-act_on_decision_task = task(act_on_decision, name="act-on-decision", cache_policy=NO_CACHE)
-check_release_task = task(
-    check_release, name="check-release", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_if_transient
+act_on_decision_task = step(act_on_decision, name="act-on-decision")
+check_release_task = step(
+    check_release, name="check-release", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_if_transient
 )
-smoke_test_task = task(
-    smoke_test_version, name="smoke-test", cache_policy=NO_CACHE, timeout_seconds=600, retries=1, retry_delay_seconds=10, retry_condition_fn=retry_if_transient
+smoke_test_task = step(
+    smoke_test_version, name="smoke-test", timeout_seconds=600, retries=1, retry_delay_seconds=10, retry_condition_fn=retry_if_transient
 )
-switch_to_version_task = task(
-    switch_to_version, name="switch-serving-and-record", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[30, 120], retry_condition_fn=retry_if_transient
+switch_to_version_task = step(
+    switch_to_version, name="switch-serving-and-record", retries=2, retry_delay_seconds=[30, 120], retry_condition_fn=retry_if_transient
 )

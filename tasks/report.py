@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import re
 
-from prefect import task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from tasks.decide import Decision
 from tasks.evaluate import Metrics
-from tasks.notify import SlackMessage, run_failed_message, validation_failed_message
+from tasks.notify import SlackMessage, describe_error, run_failed_message, validation_failed_message
 from tasks.retry_policy import retry_if_transient
 from tasks.validate import DataValidationError
+from tasks.steps import step
 
 
 class NightReport(BaseModel):
@@ -58,17 +57,17 @@ def comparison_markdown(report: NightReport) -> str:
 
 
 def failure_messages(
-    model: str, error: BaseException | object, *, run_name: str | None, flow_run_url: str | None
+    model: str, error: BaseException | object, *, run_name: str | None, flow_run_url: str | None, step: str | None = None
 ) -> list[SlackMessage]:
     """The Slack messages for a failed night: one per quarantined batch (which expectations
-    failed, where the file went), or one with the run's error."""
+    failed, where the file went), or one with the step that failed (a task name, None when
+    the flow's own code raised) and the run's error."""
     if isinstance(error, DataValidationError) and error.failures:
         return [
             validation_failed_message(model, report.batch_name, [f.describe() for f in report.failed], quarantined_at=str(path))
             for report, path in error.failures
         ]
-    described = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
-    return [run_failed_message(model, described, run_name=run_name, flow_run_url=flow_run_url)]
+    return [run_failed_message(model, describe_error(error), run_name=run_name, flow_run_url=flow_run_url, step=step, flow="nightly retrain")]
 
 
 def publish_report(report: NightReport) -> None:
@@ -80,6 +79,6 @@ def publish_report(report: NightReport) -> None:
     )
 
 
-publish_report_task = task(
-    publish_report, name="publish-report", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_if_transient
+publish_report_task = step(
+    publish_report, name="publish-report", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_if_transient
 )

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
+from tasks.steps import step
 from tfrelease.settings import TrainingParams
 
 if TYPE_CHECKING:
@@ -76,4 +75,4 @@ def predict_probabilities(model: keras.Model, features: np.ndarray) -> np.ndarra
 
 
 # No retries: the same data fails the same way. The timeout bounds a runaway training (seconds).
-train_model_task = task(train_model, name="train", cache_policy=NO_CACHE, timeout_seconds=1800)
+train_model_task = step(train_model, name="train", timeout_seconds=1800)

@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
 
 from tasks.data import DataError, DataFolders, accept_batch, read_batch
+from tasks.steps import step
 
 logger = logging.getLogger(__name__)
 
@@ -459,6 +458,6 @@ def _write_text_atomically(target: Path, text: str) -> None:
     os.replace(partial, target)
 
 
-validate_batch_task = task(validate_batch, name="validate-batch", cache_policy=NO_CACHE)
-quarantine_task = task(quarantine, name="quarantine-batch", cache_policy=NO_CACHE)
-screen_batches_task = task(screen_batches, name="screen-batches", cache_policy=NO_CACHE)
+validate_batch_task = step(validate_batch, name="validate-batch")
+quarantine_task = step(quarantine, name="quarantine-batch")
+screen_batches_task = step(screen_batches, name="screen-batches")

@@ -24,6 +24,12 @@ console = Console(width=None if Console().is_terminal else 140)
 errors = Console(stderr=True)
 
 ModelOption = Annotated[Optional[str], typer.Option("--model", "-m", help="Model name (default: the configured default_model).")]
+WaitOption = Annotated[
+    bool, typer.Option("--wait", help="When the run goes to a served deployment, wait for it to end and print the outcome.")
+]
+# How long --wait follows a deployment's flow run: a release imports TensorFlow and smoke-tests
+# (about 20 s here); a worker may first have to start, or wait for the model's lock.
+WAIT_TIMEOUT_SECONDS = 1800.0
 
 
 def _settings() -> Settings:
@@ -231,17 +237,56 @@ def _fraction(value: float | None) -> str:
     return "" if value is None else f"{value:.4f}"
 
 
-def _run_release(settings: Settings, name: str, version: int, *, reason: str, force: bool) -> None:
-    from tfrelease.orchestrator import configure_prefect
+def _launch(settings: Settings, url: str | None, deployment: str, parameters: dict, what: str, *, wait: bool) -> bool:
+    """Start ``deployment`` on the Prefect server at ``url`` (None: no server answers) when a
+    runner or worker serves it; True when it was started (and, with ``wait``, ended Completed,
+    else exit 1). False means the caller runs the work itself."""
+    import httpx
+
+    from tfrelease.orchestrator import launch_deployment, wait_for_run
+
+    if url is None:
+        return False
+    try:
+        run = launch_deployment(settings, deployment, parameters)
+    except httpx.HTTPError as error:
+        errors.print(f"[red]could not start the {what} on the Prefect server at {url}; nothing changed:[/red] {error}", highlight=False)
+        raise typer.Exit(1) from None
+    if run is None:
+        console.print(f"[yellow]nobody serves {deployment} on {url} (no `tfrelease serve` or worker): the {what} runs here[/yellow]")
+        return False
+    console.print(f"{what} started as {run}" + (f": {run.url}" if run.url else ""), highlight=False)
+    if not wait:
+        return True
+    try:
+        state, message = wait_for_run(run, timeout_seconds=WAIT_TIMEOUT_SECONDS)
+    except TimeoutError as error:
+        errors.print(f"[red]{error}[/red]", highlight=False)
+        raise typer.Exit(1) from None
+    if state != "Completed":
+        errors.print(f"[red]{what} ended {state}:[/red] {message}", highlight=False)
+        raise typer.Exit(1)
+    production = _store(settings).get_alias(parameters["model"], "production")
+    console.print(f"{what} completed; {parameters['model']} production is version {production.version if production else 'none'}")
+    return True
+
+
+def _run_release(settings: Settings, name: str, version: int, *, reason: str, force: bool, wait: bool) -> None:
+    from deployments.schedule import RELEASE
+    from tfrelease.orchestrator import configure_prefect, reachable_prefect_api
 
     configure_prefect(settings)
+    parameters = {"model": name, "version": version, "actor": _actor(), "reason": reason, "force": force}
+    what = f"release of {name} version {version}"
+    if _launch(settings, reachable_prefect_api(), RELEASE, parameters, what, wait=wait):
+        return
     from flows.release import release as release_flow
 
-    state = asyncio.run(release_flow(model=name, version=version, actor=_actor(), reason=reason, force=force, return_state=True))
+    state = asyncio.run(release_flow(**parameters, return_state=True))
     if not state.is_completed():
-        errors.print(f"[red]release of {name} version {version} failed; nothing changed:[/red] {state.result(raise_on_failure=False)}", highlight=False)
+        errors.print(f"[red]{what} failed; nothing changed:[/red] {state.result(raise_on_failure=False)}", highlight=False)
         raise typer.Exit(1)
-    console.print(state.result(), highlight=False)
+    console.print(state.result().summary, highlight=False)
 
 
 @app.command()
@@ -250,19 +295,29 @@ def release(
     model: ModelOption = None,
     force: Annotated[bool, typer.Option("--force", help="Release a rejected version (needs --reason).")] = False,
     reason: Annotated[Optional[str], typer.Option(help="Why; recorded in the audit log.")] = None,
+    wait: WaitOption = False,
 ) -> None:
-    """Release a version to production: check, smoke-test, switch TF Serving, record."""
+    """Release a version to production: check, smoke-test, switch TF Serving, record.
+
+    With a Prefect server whose release deployment is served (`tfrelease serve` or a worker),
+    this starts a run of it and returns (--wait follows it); otherwise the release runs here.
+    """
     settings = _settings()
     name = _model_name(settings, model)
     if force and not reason:
         errors.print("[red]--force needs --reason: a forced release of a rejected version must say why[/red]")
         raise typer.Exit(2)
-    _run_release(settings, name, version, reason=reason or "released from the CLI", force=force)
+    _run_release(settings, name, version, reason=reason or "released from the CLI", force=force, wait=wait)
 
 
 @app.command()
-def approve(version: int, model: ModelOption = None, reason: Annotated[str, typer.Option(help="Why.")] = "approved from the CLI") -> None:
-    """Approve a version awaiting approval and release it to production."""
+def approve(
+    version: int,
+    model: ModelOption = None,
+    reason: Annotated[str, typer.Option(help="Why.")] = "approved from the CLI",
+    wait: WaitOption = False,
+) -> None:
+    """Approve a version awaiting approval and release it to production (as `release` does)."""
     settings = _settings()
     name = _model_name(settings, model)
     store = _store(settings)
@@ -272,7 +327,7 @@ def approve(version: int, model: ModelOption = None, reason: Annotated[str, type
         raise typer.Exit(1)
     if record.status.value == "pending_approval":
         store.approve(name, version, actor=_actor(), reason=reason)
-    _run_release(settings, name, version, reason=reason, force=False)
+    _run_release(settings, name, version, reason=reason, force=False, wait=wait)
 
 
 @app.command()
@@ -298,35 +353,45 @@ def rollback(
     model: ModelOption = None,
     to: Annotated[Optional[int], typer.Option("--to", help="Version to roll back to (default: the previous production version).")] = None,
     reason: Annotated[str, typer.Option(help="Why; recorded in the audit log.")] = "rolled back from the CLI",
+    wait: WaitOption = False,
 ) -> None:
     """Put the previous production version (or --to N) back into production.
 
-    Runs as a Prefect flow when a Prefect server is reachable, and directly otherwise: an
-    orchestrator outage never blocks a rollback. Never imports TensorFlow.
+    With a Prefect server whose rollback deployment is served, this starts a run of it and
+    returns (--wait follows it); with a server but nobody serving it, the flow runs here;
+    without a server the rollback runs directly: an orchestrator outage never blocks a
+    rollback. Never imports TensorFlow.
     """
     settings = _settings()
     name = _model_name(settings, model)
+    from deployments.schedule import ROLLBACK
     from registry.errors import RegistryError
     from tasks.rollback import RollbackRefused, rollback_model
     from tasks.serving import ServingConfigError
     from tasks.serving_reload import ServingReloadError
     from tfrelease.orchestrator import reachable_prefect_api
 
+    parameters = {"model": name, "actor": _actor(), "reason": reason, "to_version": to}
+    url = reachable_prefect_api()
+    if _launch(settings, url, ROLLBACK, parameters, f"rollback of {name}", wait=wait):
+        return
     try:
-        if reachable_prefect_api() is not None:
+        if url is not None:
             from flows.rollback import rollback as rollback_flow
 
-            state = asyncio.run(rollback_flow(model=name, actor=_actor(), reason=reason, to_version=to, return_state=True))
-            result = state.result()  # raises the flow's error, handled below
+            state = asyncio.run(rollback_flow(**parameters, return_state=True))
+            result = state.result()  # raises the flow's error, handled below; the flow told Slack
         else:
             result = rollback_model(_store(settings), settings, name, actor=_actor(), reason=reason, to_version=to)
+            if settings.slack.enabled:  # imported only then: the rollback path stays light
+                from tasks.announce import announce_rollback
+
+                announce_rollback(
+                    settings, name, result.from_version, result.to_version, actor=_actor(), reason=reason, origin=None, run=None
+                )
     except (RollbackRefused, RegistryError, ServingReloadError, ServingConfigError) as error:
         errors.print(f"[red]rollback of {name} refused; nothing changed:[/red] {error}", highlight=False)
         raise typer.Exit(1) from None
-    if settings.slack.enabled:  # imported only then: the rollback path stays light
-        from tasks.notify import post_message, rolled_back_message
-
-        post_message(settings.slack, rolled_back_message(name, result.from_version, result.to_version, _actor(), reason))
     console.print(f"{name} rolled back from version {result.from_version} to {result.to_version}; {settings.serving_config_path} updated")
 
 
@@ -375,7 +440,8 @@ def slack_app() -> None:
     """Run the Slack receiver (Approve / Reject / Roll back buttons) until interrupted.
 
     HTTP on slack.host:slack.port at /slack/events, or Socket Mode when slack.app_token is set.
-    Releases and rollbacks run as Prefect flows when a Prefect server answers, directly otherwise.
+    Releases and rollbacks start runs of the release and rollback deployments when a Prefect
+    server answers (as flow runs in this process when nobody serves them), and run here otherwise.
     """
     settings = _settings()
     import logging

@@ -1,13 +1,20 @@
-"""How tfrelease reaches Prefect: a server at PREFECT_API_URL, or a temporary one it starts.
+"""How tfrelease reaches Prefect: a server at PREFECT_API_URL, or a temporary one it starts;
+and how it starts a deployment's flow run there without waiting for it.
 
-These defaults must be in the environment before Prefect reads its settings, so they are
-applied before any flow module is imported; a user's own PREFECT_* values always win.
+The defaults of :func:`configure_prefect` must be in the environment before Prefect reads its
+settings, so they are applied before any flow module is imported; a user's own PREFECT_*
+values always win. Prefect itself is imported inside the functions that talk to a server:
+this module stays cheap to import for the rollback path.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
 
 from tfrelease.settings import Settings
 
@@ -57,3 +64,108 @@ def _profile_api_url() -> str | None:
     from prefect.settings import get_current_settings
 
     return get_current_settings().api.url
+
+
+class FlowRunRef(BaseModel):
+    """A Prefect flow run as logs and Slack messages name it."""
+
+    id: str
+    name: str
+    url: str | None = None  # its page in the Prefect UI, when the UI's address is known
+
+    def __str__(self) -> str:
+        return f"flow run {self.name} ({self.id})"
+
+
+def flow_run_url(settings: Settings, flow_run_id: str) -> str | None:
+    """The flow run's page in the Prefect UI, or None when the UI's address is unknown.
+
+    The UI is ``settings.prefect_ui_url``, else ``PREFECT_UI_URL``, else ``PREFECT_API_URL``
+    without its ``/api`` suffix (where ``prefect server start`` serves both).
+    """
+    base = settings.prefect_ui_url or os.environ.get("PREFECT_UI_URL")
+    api = os.environ.get("PREFECT_API_URL", "").rstrip("/")
+    if not base and api.endswith("/api"):
+        base = api.removesuffix("/api")
+    return f"{base.rstrip('/')}/runs/flow-run/{flow_run_id}" if base else None
+
+
+def flow_run_ref(settings: Settings, flow_run: Any) -> FlowRunRef:
+    """``flow_run`` (a Prefect ``FlowRun``, as flow hooks get it) as logs and messages name it."""
+    return FlowRunRef(id=str(flow_run.id), name=flow_run.name, url=flow_run_url(settings, str(flow_run.id)))
+
+
+def current_flow_run(settings: Settings) -> FlowRunRef | None:
+    """The flow run this code is running in, or None outside one."""
+    from prefect import runtime
+
+    if not runtime.flow_run.id:
+        return None
+    flow_run_id = str(runtime.flow_run.id)
+    return FlowRunRef(id=flow_run_id, name=runtime.flow_run.name or flow_run_id, url=flow_run_url(settings, flow_run_id))
+
+
+def launch_deployment(
+    settings: Settings,
+    deployment: str,
+    parameters: dict[str, Any],
+    *,
+    flow_run_name: str | None = None,
+    idempotency_key: str | None = None,
+) -> FlowRunRef | None:
+    """Create a flow run of ``deployment`` (``<flow>/<deployment>``) on the Prefect server and
+    return at once (``run_deployment(..., timeout=0)``): ``tfrelease serve`` or a worker runs it.
+
+    Returns None, creating nothing, when the server does not know the deployment or it is not
+    READY (Prefect marks a deployment NOT_READY when no runner or worker has polled for it
+    within ``PREFECT_SERVER_SERVICES_FOREMAN_DEPLOYMENT_LAST_POLLED_TIMEOUT_SECONDS``, 60 s by
+    default): a run created then would wait for nobody, so the caller runs the flow itself.
+    With ``idempotency_key``, a second call with the same key returns the first call's run
+    (its name tells them apart when ``flow_run_name`` differs).
+
+    Call only after :func:`reachable_prefect_api` found a server.
+
+    Raises:
+        httpx.HTTPError, prefect.exceptions.PrefectHTTPStatusError: the server failed the call.
+    """
+    from prefect import get_client
+    from prefect.client.schemas.objects import DeploymentStatus
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            found = client.read_deployment_by_name(deployment)
+        except ObjectNotFound:
+            return None
+    if found.status is not DeploymentStatus.READY:
+        return None
+    run = run_deployment(
+        found.id,
+        parameters=parameters,
+        timeout=0,
+        as_subflow=False,
+        flow_run_name=flow_run_name,
+        idempotency_key=idempotency_key,
+    )
+    return flow_run_ref(settings, run)
+
+
+def wait_for_run(run: FlowRunRef, *, timeout_seconds: float, poll_seconds: float = 1.0) -> tuple[str, str | None]:
+    """Poll the Prefect server until ``run`` ends; returns its final state's (name, message).
+
+    Raises:
+        TimeoutError: the run had not ended after ``timeout_seconds``.
+        httpx.HTTPError: the server stopped answering.
+    """
+    from prefect import get_client
+
+    deadline = time.monotonic() + timeout_seconds
+    with get_client(sync_client=True) as client:
+        while True:
+            state = client.read_flow_run(run.id).state
+            if state is not None and state.is_final():
+                return state.name, state.message
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{run} is still {state.name if state else 'pending'} after {timeout_seconds:.0f} s")
+            time.sleep(poll_seconds)

@@ -1,0 +1,102 @@
+"""Telling Slack what a release or rollback did.
+
+A run started by a Slack button reports in the message that was clicked (chat.update; a
+refused rollback only to the clicker, ephemerally: nothing changed, so the message stays as
+it was). A run started elsewhere (the CLI, the Prefect UI) posts a new message to the channel.
+The flows call these at their end and from their failure hooks; the Slack receiver calls
+them itself when it runs the steps without Prefect.
+
+Nothing here raises for Slack (see ``tasks.notify``); with Slack off nothing is sent.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from registry.errors import RegistryError
+from tasks.notify import (
+    ClickedMessage,
+    SlackMessage,
+    describe_error,
+    post_ephemeral,
+    post_message,
+    release_failed_update,
+    released_message,
+    released_update,
+    rolled_back_message,
+    rolled_back_update,
+    rollback_failed_update,
+    run_failed_message,
+    update_message,
+)
+from tasks.rollback import RollbackRefused
+from tfrelease.orchestrator import FlowRunRef
+from tfrelease.settings import Settings
+
+
+def announce_release(
+    settings: Settings, model: str, version: int, *, actor: str, summary: str, previous_version: int | None,
+    origin: ClickedMessage | None, run: FlowRunRef | None,
+) -> None:
+    """``version`` is production now: the clicked approval request shows "released" (with a
+    Roll back button to ``previous_version`` when there is one), or a new message says so."""
+    if origin is not None:
+        message = released_update(origin.message, model, version, origin.user, summary, previous_version, run)
+        update_message(settings.slack, origin.channel, origin.ts, message)
+    else:
+        post_message(settings.slack, released_message(model, version, actor, summary, previous_version, run))
+
+
+def announce_release_failure(
+    settings: Settings, model: str, version: int, error: BaseException | object, *,
+    step: str | None, origin: ClickedMessage | None, run: FlowRunRef | None,
+) -> None:
+    """The release of ``version`` failed with ``error`` at ``step`` (a task name, or None):
+    shown in the clicked message, or posted as a failed run."""
+    described = describe_error(error)
+    if origin is not None:
+        message = release_failed_update(origin.message, model, version, described, step=step, run=run)
+        update_message(settings.slack, origin.channel, origin.ts, message)
+    else:
+        post_message(settings.slack, _failed_run(model, f"release of v{version}", described, step, run))
+
+
+def announce_rollback(
+    settings: Settings, model: str, from_version: int, to_version: int, *, actor: str, reason: str,
+    origin: ClickedMessage | None, run: FlowRunRef | None,
+) -> None:
+    """Production went back from ``from_version`` to ``to_version``: shown in the clicked
+    message, or posted (who, why, which run)."""
+    if origin is not None:
+        message = rolled_back_update(origin.message, model, from_version, to_version, origin.user, datetime.now(UTC), run)
+        update_message(settings.slack, origin.channel, origin.ts, message)
+    else:
+        post_message(settings.slack, rolled_back_message(model, from_version, to_version, actor, reason, run))
+
+
+def announce_rollback_failure(
+    settings: Settings, model: str, error: BaseException | object, *, from_version: int | None, to_version: int | None,
+    step: str | None, origin: ClickedMessage | None, run: FlowRunRef | None,
+) -> None:
+    """A rollback did not happen because of ``error``. A refusal (:func:`is_refusal`: nothing
+    changed) is told to the clicker only; a failure is shown in the clicked message. Without a
+    click either is posted as a failed run."""
+    if origin is not None and is_refusal(error):
+        post_ephemeral(settings.slack, origin.channel, origin.user, f"Rollback of {model} refused: {error}. Nothing changed.")
+    elif origin is not None and from_version is not None and to_version is not None:
+        message = rollback_failed_update(origin.message, model, from_version, to_version, describe_error(error), step=step, run=run)
+        update_message(settings.slack, origin.channel, origin.ts, message)
+    else:
+        post_message(settings.slack, _failed_run(model, "rollback", describe_error(error), step, run))
+
+
+def is_refusal(error: BaseException | object) -> bool:
+    """True when a rollback was refused before it changed anything: a stale request, a target
+    that never was production or has damaged files, a lock held too long, a registry refusal."""
+    return isinstance(error, (RollbackRefused, RegistryError))
+
+
+def _failed_run(model: str, flow: str, error: str, step: str | None, run: FlowRunRef | None) -> SlackMessage:
+    return run_failed_message(
+        model, error, run_name=run.name if run else None, flow_run_url=run.url if run else None, step=step, flow=flow
+    )
