@@ -40,7 +40,7 @@ from slack_bolt.request import BoltRequest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from registry.errors import IllegalTransition, RegistryError, VersionNotFound
+from registry.errors import IllegalTransition, VersionNotFound
 from registry.models import VersionStatus
 from registry.store import RegistryStore
 from tasks.announce import announce_release, announce_release_failure, announce_rollback, announce_rollback_failure, is_refusal

@@ -4,9 +4,11 @@ the session, and one model trained once on the first bundled batch."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -75,3 +77,42 @@ def slack_standin():
 
     with SlackStandin() as standin:
         yield standin
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[Engine]:
+    """An AUTOCOMMIT engine on the admin database, for CREATE/DROP DATABASE (tests/postgres.py).
+
+    Skips the test when PostgreSQL cannot be reached, and fails it when ``CI=true``.
+    """
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+
+    from tests.postgres import DEFAULT_POSTGRES_URL, POSTGRES_URL_ENV
+
+    url = os.environ.get(POSTGRES_URL_ENV, DEFAULT_POSTGRES_URL)
+    engine = create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as error:
+        engine.dispose()
+        message = f"PostgreSQL at {make_url(url)!r} is unreachable ({POSTGRES_URL_ENV} overrides it): {error.orig}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def prefect_server(tmp_path: Path, postgres_admin: Engine):
+    """A fresh ``prefect server start`` on 127.0.0.1, backed by a fresh PostgreSQL database
+    (tests/prefect_server.py); stopped after the test."""
+    from tests.postgres import fresh_postgres_database
+    from tests.prefect_server import prefect_server
+
+    with fresh_postgres_database(postgres_admin, "tfrelease_prefect") as database_url:
+        with prefect_server(tmp_path, database_url) as server:
+            yield server

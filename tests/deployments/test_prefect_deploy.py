@@ -1,6 +1,6 @@
 """deployments/prefect.yaml against a real Prefect server, work pool and process worker.
 
-Starts ``prefect server start`` on a free port (its own PREFECT_HOME), creates the
+Starts ``prefect server start`` on a free port (PostgreSQL-backed, its own PREFECT_HOME), creates the
 ``tfrelease`` process pool, runs ``prefect deploy --all`` from the repository root, reads the
 deployments back, then lets a ``--run-once`` worker (started outside the repository, so the
 ``set_working_directory`` pull step must take it there) run ``rollback/rollback`` for a model
@@ -11,82 +11,24 @@ About 30 s in all.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
+
+from tests.prefect_server import PrefectServer, start, stop
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PREFECT_FILE = REPO_ROOT / "deployments" / "prefect.yaml"
 EXPECTED = {"retrain/retrain-nightly-digits", "release/release", "rollback/rollback"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def stop(process: subprocess.Popen) -> None:
-    """Stop ``process`` and everything it started (its own session, see ``start``)."""
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=10)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.wait(timeout=10)
-
-
 def prefect_cli(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "prefect", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
     )
-
-
-@pytest.fixture
-def prefect_server(tmp_path: Path):
-    """(api_url, env) of a fresh ``prefect server start``; env is for every CLI subprocess."""
-    port = free_port()
-    api_url = f"http://127.0.0.1:{port}/api"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "TFRELEASE_"))}
-    env.update(
-        PREFECT_HOME=str(tmp_path / "prefect-home"),
-        PREFECT_API_URL=api_url,
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        TFRELEASE_HOME=str(tmp_path / "tfrelease-home"),  # empty: no registry, no production version
-        COLUMNS="200",  # no truncated names in `prefect deployment ls`
-        TF_CPP_MIN_LOG_LEVEL="2",
-    )
-    log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 45
-        while True:
-            try:
-                if httpx.get(f"{api_url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"prefect server did not start:\n{(tmp_path / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.3)
-        yield api_url, env
-    finally:
-        stop(server)
-        log.close()
 
 
 async def read_back(api_url: str):
@@ -113,8 +55,9 @@ async def read_flow_run(api_url: str, flow_run_id):
 
 
 @pytest.mark.timeout(180)
-def test_prefect_deploy_all_then_a_process_worker_runs_the_rollback(prefect_server, tmp_path: Path):
-    api_url, env = prefect_server
+def test_prefect_deploy_all_then_a_process_worker_runs_the_rollback(prefect_server: PrefectServer, tmp_path: Path):
+    api_url = prefect_server.api_url
+    env = {**prefect_server.env, "TFRELEASE_HOME": str(tmp_path / "tfrelease-home")}  # empty: no production version
 
     created = prefect_cli("work-pool", "create", "tfrelease", "--type", "process", env=env, cwd=REPO_ROOT)
     assert created.returncode == 0, created.stdout + created.stderr
@@ -153,10 +96,9 @@ def test_prefect_deploy_all_then_a_process_worker_runs_the_rollback(prefect_serv
     worker_dir = tmp_path / "worker"
     worker_dir.mkdir()
     worker_env = {**env, "TFRELEASE_ROOT": str(REPO_ROOT)}
-    worker_log = (tmp_path / "worker.log").open("w")
-    worker = subprocess.Popen(
+    worker = start(
         [sys.executable, "-m", "prefect", "worker", "start", "--pool", "tfrelease", "--run-once"],
-        env=worker_env, cwd=worker_dir, stdout=worker_log, stderr=subprocess.STDOUT, start_new_session=True,
+        env=worker_env, cwd=worker_dir, log=tmp_path / "worker.log",
     )
     try:
         deadline = time.monotonic() + 75
@@ -170,7 +112,6 @@ def test_prefect_deploy_all_then_a_process_worker_runs_the_rollback(prefect_serv
         worker.wait(timeout=30)
     finally:
         stop(worker)
-        worker_log.close()
 
     log = (tmp_path / "worker.log").read_text()
     assert run.state.is_failed(), f"{run.state!r}\n{log[-3000:]}"

@@ -110,14 +110,30 @@ def test_a_night_without_new_data_trains_nothing(settings, tmp_path, monkeypatch
     assert RegistryStore.open(get_settings().registry_url).list_versions() == []
 
 
-def test_approval_request_reaches_slack_when_policy_always_asks(settings, slack_standin, monkeypatch):
+@pytest.fixture
+def slack_on(settings, slack_standin, monkeypatch):
+    """Slack on, talking to the stand-in; returns a function giving settings with more
+    TFRELEASE_* variables set."""
     from tfrelease.settings import get_settings
 
-    monkeypatch.setenv("TFRELEASE_SLACK__BOT_TOKEN", "xoxb-test")
-    monkeypatch.setenv("TFRELEASE_SLACK__CHANNEL", "C0RELEASES")
-    monkeypatch.setenv("TFRELEASE_SLACK__API_BASE_URL", slack_standin.base_url)
-    monkeypatch.setenv("TFRELEASE_MODELS__DIGITS__POLICY__APPROVAL", "always")
-    get_settings.cache_clear()
+    def configure(**variables: str):
+        for key, value in {
+            "TFRELEASE_SLACK__BOT_TOKEN": "xoxb-test",
+            "TFRELEASE_SLACK__CHANNEL": "C0RELEASES",
+            "TFRELEASE_SLACK__API_BASE_URL": slack_standin.base_url,
+            **variables,
+        }.items():
+            monkeypatch.setenv(key, value)
+        get_settings.cache_clear()
+        return get_settings()
+
+    return configure
+
+
+def test_approval_request_reaches_slack_when_policy_always_asks(slack_on, slack_standin):
+    from tfrelease.settings import get_settings
+
+    slack_on(TFRELEASE_MODELS__DIGITS__POLICY__APPROVAL="always")
 
     state = run_night()
     assert state.is_completed(), state.message
@@ -132,16 +148,39 @@ def test_approval_request_reaches_slack_when_policy_always_asks(settings, slack_
     assert {a["action_id"] for a in actions} == {"approve", "reject"}
 
 
-def test_a_failed_night_is_announced_in_slack_with_the_file_and_expectations(settings, slack_standin, monkeypatch):
-    from tfrelease.settings import get_settings
-
-    monkeypatch.setenv("TFRELEASE_SLACK__BOT_TOKEN", "xoxb-test")
-    monkeypatch.setenv("TFRELEASE_SLACK__CHANNEL", "C0RELEASES")
-    monkeypatch.setenv("TFRELEASE_SLACK__API_BASE_URL", slack_standin.base_url)
-    get_settings.cache_clear()
-    broken = drop_bundled_batch(DataFolders.for_model(get_settings(), "digits"), corrupt="labels")
+def test_a_failed_night_is_announced_in_slack_with_the_file_and_expectations(slack_on, slack_standin):
+    broken = drop_bundled_batch(DataFolders.for_model(slack_on(), "digits"), corrupt="labels")
 
     assert run_night().is_failed()
     (posted,) = [r for r in slack_standin.requests if r.method == "chat.postMessage"]
     assert broken.name in posted.body["text"] and "validation failed" in posted.body["text"]
     assert "expect_column_values_to_be_in_set" in str(posted.body["blocks"])
+
+
+def test_a_night_that_breaks_at_a_step_says_which_step_in_slack(slack_on, slack_standin):
+    import shutil
+
+    settings = slack_on()
+    assert run_night().is_completed()
+    shutil.rmtree(settings.model_store / "digits" / "1")  # production's SavedModel is gone: no baseline to score
+    slack_standin.reset()
+
+    state = run_night()
+
+    assert state.is_failed()
+    (posted,) = slack_standin.calls("chat.postMessage")
+    header = posted.body["blocks"][0]["text"]["text"]
+    assert header == f"digits: nightly retrain {run_name(state)} failed at step evaluate-version"
+    assert "FileNotFoundError: no SavedModel at" in posted.body["blocks"][1]["text"]["text"]
+    assert [v.version for v in RegistryStore.open(settings.registry_url).list_versions("digits")] == [1]  # nothing registered
+
+
+def run_name(state) -> str:
+    """The name Prefect gave the flow run that ended in ``state``."""
+    from prefect import get_client
+
+    async def read() -> str:
+        async with get_client() as client:
+            return (await client.read_flow_run(state.state_details.flow_run_id)).name
+
+    return asyncio.run(read())

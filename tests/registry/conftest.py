@@ -1,48 +1,23 @@
 """Registry fixtures: real databases, fresh for each test, on SQLite and on PostgreSQL.
 
-PostgreSQL: ``TFRELEASE_TEST_POSTGRES_URL`` (default the local ``test`` database) is only
-used to CREATE and DROP uniquely named databases; no test writes to it. When it cannot be
-reached the PostgreSQL cases are skipped, or fail when ``CI=true``.
+PostgreSQL: fresh databases on the ``postgres_admin`` server (see tests/conftest.py); when it
+cannot be reached the PostgreSQL cases are skipped, or fail when ``CI=true``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
 
 from registry.models import ModelVersionRecord, VersionStatus
 from registry.store import RegistryStore
+from tests.postgres import fresh_postgres_database
 
-POSTGRES_URL_ENV = "TFRELEASE_TEST_POSTGRES_URL"
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BACKENDS = ["sqlite", "postgresql"]
-
-
-@pytest.fixture(scope="session")
-def postgres_admin() -> Iterator[Engine]:
-    """An AUTOCOMMIT engine on the admin database, for CREATE/DROP DATABASE."""
-    url = os.environ.get(POSTGRES_URL_ENV, DEFAULT_POSTGRES_URL)
-    engine = create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
-    try:
-        with engine.connect():
-            pass
-    except OperationalError as error:
-        engine.dispose()
-        message = f"PostgreSQL at {make_url(url)!r} is unreachable ({POSTGRES_URL_ENV} overrides it): {error.orig}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    yield engine
-    engine.dispose()
 
 
 def _fresh_database(backend: str, folder: Path, request: pytest.FixtureRequest) -> Iterator[str]:
@@ -51,16 +26,8 @@ def _fresh_database(backend: str, folder: Path, request: pytest.FixtureRequest) 
         # A sub-folder that does not exist yet: the store must create it.
         yield f"sqlite:///{folder / 'registry' / 'registry.db'}"
         return
-    admin: Engine = request.getfixturevalue("postgres_admin")
-    name = f"tfrelease_registry_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            # FORCE: a store a test forgot to close must not keep the database alive.
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres_database(request.getfixturevalue("postgres_admin"), "tfrelease_registry") as url:
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)

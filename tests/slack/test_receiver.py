@@ -8,8 +8,6 @@ has, except in the one test that starts the Prefect harness and lets the receive
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import subprocess
@@ -22,9 +20,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.error import HTTPError
-from urllib.parse import quote
-from urllib.request import Request, urlopen
 
 import pytest
 
@@ -37,6 +32,7 @@ from tasks.release import act_on_decision, switch_to_version
 from tasks.serving import read_config
 from tasks.slack_messages import posted_message
 from tests.flows.test_release_rollback import register_copy
+from tests.slack.signed import click_payload, post_signed
 from tests.slack.standin import SlackStandin
 from tfrelease.settings import Settings
 
@@ -69,42 +65,8 @@ class Running:
     ) -> tuple[int, float]:
         """POST a button click on ``posted`` as Slack does; return (HTTP status, seconds to answer)."""
         ref, message = posted
-        payload = {
-            "type": "block_actions",
-            "team": {"id": "T0STANDIN", "domain": "standin"},
-            "user": {"id": user, "username": user.lower(), "team_id": "T0STANDIN"},
-            "api_app_id": "A0TFRELEASE",
-            "token": "legacy-verification-token",
-            "trigger_id": "1.2.3",
-            "container": {"type": "message", "message_ts": ref.ts, "channel_id": ref.channel, "is_ephemeral": False},
-            "channel": {"id": ref.channel, "name": "releases"},
-            "message": {"type": "message", "ts": ref.ts, "text": message.text, "blocks": message.blocks},
-            "response_url": self.standin.url("/actions/response"),
-            "actions": [
-                {"type": "button", "action_id": action_id, "block_id": "b", "value": value, "action_ts": f"{time.time():.6f}"}
-            ],
-        }
-        body = "payload=" + quote(json.dumps(payload))
-        timestamp = str(int(time.time()) - age_seconds)
-        signature = "v0=" + hmac.new(secret.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256).hexdigest()
-        request = Request(
-            self.url,
-            data=body.encode(),
-            method="POST",
-            headers={
-                "Content-Type": "application/x-www-form-urlencoded",
-                "X-Slack-Request-Timestamp": timestamp,
-                "X-Slack-Signature": signature,
-                **(headers or {}),
-            },
-        )
-        started = time.perf_counter()
-        try:
-            with urlopen(request, timeout=10) as response:
-                status = response.status
-        except HTTPError as error:
-            status = error.code
-        return status, time.perf_counter() - started
+        payload = click_payload(action_id, value, ref, message, user, response_url=self.standin.url("/actions/response"))
+        return post_signed(self.url, payload, secret, age_seconds=age_seconds, headers=headers)
 
     def production(self) -> int | None:
         record = self.store.get_alias("digits", "production")
