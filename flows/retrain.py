@@ -8,7 +8,16 @@ from prefect import flow, runtime
 
 from expectations import suite_path
 from registry.store import RegistryStore
-from tasks.data import DataFolders, collect_incoming_task, data_fingerprint, ensure_bundled_holdout, list_batches, load_holdout, load_training_set_task
+from tasks.data import (
+    DataFolders,
+    collect_incoming_task,
+    data_fingerprint,
+    ensure_bundled_holdout,
+    hold_for_retrain,
+    list_batches,
+    load_holdout,
+    load_training_set_task,
+)
 from tasks.decide import decide
 from tasks.evaluate import Metrics, evaluate_version_task
 from tasks.notify import post_message
@@ -38,7 +47,8 @@ async def retrain(model: str = "digits") -> NightReport:
 
     Ends Completed with outcome ``no_new_data`` when no batch arrived, and Failed (raising
     ``DataValidationError``) when a new batch breaks the data contract: that batch is
-    quarantined with its report, and nothing is trained, registered or served.
+    quarantined with its report, and nothing is trained, registered or served. Fails with
+    ``RetrainInProgress``, changing nothing, while another retrain of ``model`` runs.
     """
     settings = get_settings()
     config = settings.model(model)
@@ -46,48 +56,50 @@ async def retrain(model: str = "digits") -> NightReport:
     flow_run_id = str(runtime.flow_run.id) if runtime.flow_run.id else None
     folders = DataFolders.for_model(settings, model)
 
-    # 1. New data, checked against the data contract.
-    incoming = collect_incoming_task(folders, bundled=config.source == "digits")
-    if not incoming:
-        report = NightReport(model=model, outcome="no_new_data", summary=f"{model}: no new data in {folders.incoming}; nothing trained")
+    # One retrain of a model at a time: a second one (say, a manual run beside the nightly) stops here.
+    with hold_for_retrain(folders, model):
+        # 1. New data, checked against the data contract.
+        incoming = collect_incoming_task(folders, bundled=config.source == "digits")
+        if not incoming:
+            report = NightReport(model=model, outcome="no_new_data", summary=f"{model}: no new data in {folders.incoming}; nothing trained")
+            publish_report_task(report)
+            return report
+        screen_batches_task(incoming, suite_path(config.suite), folders)
+
+        # 2. A candidate trained on every accepted batch.
+        holdout_path = config.holdout_path or ensure_bundled_holdout(folders)
+        holdout_features, holdout_labels, feature_columns = load_holdout(holdout_path, config.label_column)
+        training_batches = list_batches(folders.accepted)
+        features, labels = load_training_set_task(training_batches, feature_columns, config.label_column)
+        trained = train_model_task(features, labels, config.training, config.num_classes, config.input_name)
+
+        # 3. The baseline: today's production model, scored from its SavedModel on the same held-out set.
+        baseline = store.get_alias(model, "production")
+        holdout = (holdout_features, holdout_labels)
+        baseline_metrics = evaluate_version_task(Path(baseline.path), holdout, config.input_name) if baseline else None
+
+        # 4. The candidate becomes version N: exported atomically, scored from disk, registered.
+        lineage = Lineage.current(data_fingerprint(training_batches), [p.name for p in training_batches])
+        candidate = register_candidate_task(
+            store, settings.model_store, model, trained, config, holdout, lineage, baseline, baseline_metrics, flow_run_id
+        )
+
+        # 5. The decision, carried out: promote, ask a human, or reject.
+        candidate_metrics = Metrics.model_validate(candidate.metrics)
+        decision = decide(candidate_metrics, baseline_metrics, config.policy)
+        summary = act_on_decision_task(store, settings, candidate, decision, flow_run_id)
+
+        report = NightReport(
+            model=model,
+            outcome=decision.outcome.value,
+            summary=summary,
+            version=candidate.version,
+            baseline_version=baseline.version if baseline else None,
+            candidate=candidate_metrics,
+            baseline=baseline_metrics,
+            decision=decision,
+            batches=lineage.batches,
+        )
         publish_report_task(report)
+        print(summary)
         return report
-    screen_batches_task(incoming, suite_path(config.suite), folders)
-
-    # 2. A candidate trained on every accepted batch.
-    holdout_path = config.holdout_path or ensure_bundled_holdout(folders)
-    holdout_features, holdout_labels, feature_columns = load_holdout(holdout_path, config.label_column)
-    training_batches = list_batches(folders.accepted)
-    features, labels = load_training_set_task(training_batches, feature_columns, config.label_column)
-    trained = train_model_task(features, labels, config.training, config.num_classes, config.input_name)
-
-    # 3. The baseline: today's production model, scored from its SavedModel on the same held-out set.
-    baseline = store.get_alias(model, "production")
-    holdout = (holdout_features, holdout_labels)
-    baseline_metrics = evaluate_version_task(Path(baseline.path), holdout, config.input_name) if baseline else None
-
-    # 4. The candidate becomes version N: exported atomically, scored from disk, registered.
-    lineage = Lineage.current(data_fingerprint(training_batches), [p.name for p in training_batches])
-    candidate = register_candidate_task(
-        store, settings.model_store, model, trained, config, holdout, lineage, baseline, baseline_metrics, flow_run_id
-    )
-
-    # 5. The decision, carried out: promote, ask a human, or reject.
-    candidate_metrics = Metrics.model_validate(candidate.metrics)
-    decision = decide(candidate_metrics, baseline_metrics, config.policy)
-    summary = act_on_decision_task(store, settings, candidate, decision, flow_run_id)
-
-    report = NightReport(
-        model=model,
-        outcome=decision.outcome.value,
-        summary=summary,
-        version=candidate.version,
-        baseline_version=baseline.version if baseline else None,
-        candidate=candidate_metrics,
-        baseline=baseline_metrics,
-        decision=decision,
-        batches=lineage.batches,
-    )
-    publish_report_task(report)
-    print(summary)
-    return report

@@ -3,15 +3,21 @@
 A model's data folder (``<home>/data/<model>/``) holds ``incoming/`` (new batches),
 ``accepted/`` (batches that passed validation; the training set is all of them),
 ``quarantine/`` (batches that failed, with their reports) and, for the bundled source,
-``holdout.parquet`` (the fixed evaluation set).
+``holdout.parquet`` (the fixed evaluation set) and ``.retrain.lock`` (see :func:`hold_for_retrain`).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
 import re
 import shutil
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -47,6 +53,10 @@ class NoMoreBatches(DataError):
     """Every bundled daily batch has already been delivered."""
 
 
+class RetrainInProgress(DataError):
+    """Another retrain of the model is using its data folders; this one changed nothing."""
+
+
 @dataclass(frozen=True)
 class DataFolders:
     """The folders of one model's data. ``incoming`` may be the user's own folder."""
@@ -75,6 +85,40 @@ class DataFolders:
         for folder in (self.incoming, self.accepted, self.quarantine):
             folder.mkdir(parents=True, exist_ok=True)
         return self
+
+
+@contextmanager
+def hold_for_retrain(folders: DataFolders, model: str) -> Iterator[None]:
+    """Hold ``model``'s data folders for one retrain, from collecting new batches to the decision.
+
+    Deployment runs of the nightly never overlap (a concurrency limit of 1), but a manual
+    ``tfrelease retrain`` or a run started from the Prefect UI could race one for the same
+    ``incoming/`` files. An exclusive ``flock`` on ``<data>/.retrain.lock`` is released by the
+    kernel when its process ends, however it ends, so a killed run never leaves it behind.
+
+    Raises:
+        RetrainInProgress: another process holds it; the message says which and since when.
+    """
+    folders.root.mkdir(parents=True, exist_ok=True)
+    path = folders.root / ".retrain.lock"
+    with open(path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RetrainInProgress(
+                f"another retrain of {model} is using {folders.root} ({holder}); this run changed nothing: "
+                "run it again when that one has finished"
+            ) from None
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC")
+            handle.flush()
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _digits_frame() -> pd.DataFrame:

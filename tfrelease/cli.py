@@ -255,7 +255,9 @@ def _launch(settings: Settings, url: str | None, deployment: str, parameters: di
     if run is None:
         console.print(f"[yellow]nobody serves {deployment} on {url} (no `tfrelease serve` or worker): the {what} runs here[/yellow]")
         return False
-    console.print(f"{what} started as {run}" + (f": {run.url}" if run.url else ""), highlight=False)
+    console.print(f"{what} started as {run}", highlight=False)
+    if run.url:
+        console.print(f"  {run.url}", highlight=False, soft_wrap=True)
     if not wait:
         return True
     try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -46,6 +47,7 @@ class Loop:
     """The running system and what the test reads back from it."""
 
     server: PrefectServer
+    env: dict[str, str]  # the environment of every tfrelease process
     home: Path
     registry_url: str
     receiver_url: str
@@ -155,7 +157,7 @@ def loop(prefect_server: PrefectServer, postgres_admin, slack_standin: SlackStan
         served = start([str(TFRELEASE), "serve"], env=env, cwd=REPO_ROOT, log=logs[1])
         receiver = start([str(TFRELEASE), "slack-app"], env=env, cwd=REPO_ROOT, log=logs[2])
         try:
-            running = Loop(prefect_server, home, registry_url, f"http://127.0.0.1:{port}/slack/events", slack_standin, logs)
+            running = Loop(prefect_server, env, home, registry_url, f"http://127.0.0.1:{port}/slack/events", slack_standin, logs)
             wait_until(lambda: listening(port) or receiver.poll() is not None, 60, running.tails)
             assert receiver.poll() is None, running.tails()
 
@@ -176,7 +178,7 @@ def loop(prefect_server: PrefectServer, postgres_admin, slack_standin: SlackStan
 
 
 @pytest.mark.timeout(900)
-def test_a_night_asks_slack_an_approve_click_releases_and_a_roll_back_click_restores(loop: Loop):
+def test_a_night_asks_slack_an_approve_click_releases_and_a_roll_back_click_restores(loop: Loop, tmp_path: Path):
     # Night 1: the first model is promoted by the policy, and Slack is told.
     loop.finished(loop.trigger(NIGHTLY, {"model": "digits"}))
     assert loop.production() == 1 and loop.config() == [((1,), {"stable": 1})]
@@ -222,3 +224,16 @@ def test_a_night_asks_slack_an_approve_click_releases_and_a_roll_back_click_rest
     (event,) = loop.events("rolled_back")
     assert (event.version, event.actor, event.flow_run_id) == (2, "slack:UALICE", str(rollback_run.id))
     assert loop.standin.calls("chat.postEphemeral") == []  # nothing was refused along the way
+
+    # The CLI starts the same deployments; --wait follows the run to its end.
+    done = subprocess.run(
+        [str(TFRELEASE), "rollback", "--to", "2", "--reason", "fixed upstream", "--wait"],
+        env=loop.env, cwd=tmp_path, capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr + loop.tails()
+    assert "rollback of digits started as flow run " in done.stdout and "digits production is version 2" in done.stdout
+    cli_runs = [run for run in loop.runs_of(ROLLBACK) if run.parameters["actor"].startswith("cli:")]
+    assert len(cli_runs) == 1 and cli_runs[0].state.is_completed() and str(cli_runs[0].id) in done.stdout
+    assert loop.production() == 2 and loop.config() == [((2,), {"stable": 2})]
+    announced = loop.standin.calls("chat.postMessage")[-1].body["text"]
+    assert announced.startswith("digits rolled back from v1 to v2 by cli:") and announced.endswith(": fixed upstream")

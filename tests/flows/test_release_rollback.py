@@ -231,9 +231,10 @@ def test_the_rollback_command_works_without_prefect_or_tensorflow(settings, expo
 
 
 @pytest.mark.usefixtures("prefect_harness")
-def test_approve_command_releases_a_pending_version_and_records_the_cli_user(settings, exported_digits):
+def test_approve_command_releases_a_pending_version_and_records_the_cli_user(settings, exported_digits, monkeypatch):
     import json
 
+    from prefect.settings import PREFECT_API_URL
     from typer.testing import CliRunner
 
     from tfrelease.cli import app
@@ -242,9 +243,12 @@ def test_approve_command_releases_a_pending_version_and_records_the_cli_user(set
     v1, v2 = register_copy(store, settings, exported_digits), register_copy(store, settings, exported_digits)
     release(store, settings, v1)
     store.request_approval("digits", v2, actor="policy", reason="tie")
+    # A Prefect server answers, but nothing serves the release deployment there.
+    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
 
     result = CliRunner().invoke(app, ["approve", str(v2)])
     assert result.exit_code == 0, result.output
+    assert "nobody serves release/release" in result.output and "the release of digits version 2 runs here" in result.output
     assert "released to production" in result.output
     assert state_of(store, settings)["config"] == [((1, 2), {"stable": 2, "previous": 1})]
     promoted = [e for e in store.list_events("digits") if e.action.value == "promoted"][-1]

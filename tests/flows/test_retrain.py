@@ -184,3 +184,21 @@ def run_name(state) -> str:
             return (await client.read_flow_run(state.state_details.flow_run_id)).name
 
     return asyncio.run(read())
+
+
+def test_a_second_retrain_of_the_same_model_stops_at_once_and_changes_nothing(settings):
+    from tasks.data import RetrainInProgress, hold_for_retrain
+
+    folders = DataFolders.for_model(settings, "digits")
+    waiting = drop_bundled_batch(folders)
+    before = snapshot(settings)
+
+    with hold_for_retrain(folders, "digits"):  # the first run, still going
+        state = run_night()
+
+    assert state.is_failed()
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, RetrainInProgress)
+    assert f"another retrain of digits is using {folders.root} (pid " in str(error)
+    assert waiting.exists() and snapshot(settings) == before
+    assert run_night().is_completed()  # released with the first run: the next one goes ahead
