@@ -166,36 +166,23 @@ class Receiver:
     def release(self, store: RegistryStore, click: Click, model: str, version: int, *, reason: str) -> None:
         """Release the approved ``version``; its outcome reaches the clicked message.
 
-        With a Prefect server: the ``release/release`` deployment gets a flow run (not waited
-        for) that reports the outcome itself; when no runner or worker serves the deployment,
-        the flow runs here, against that server, and reports the same way. Without a server the
-        steps run here (``tasks.release.release_version``) and the outcome is reported from here.
+        The message first shows "approved by …, releasing…". With a Prefect server the release
+        runs as a flow run (see :meth:`through_prefect`), which reports the outcome itself.
+        Without one the steps run here (``tasks.release.release_version``) and the outcome is
+        reported from here.
 
         Raises:
             Whatever starting the flow run, or the steps run here, raise; see
             ``flows.release`` and ``tasks.release``.
         """
+        from deployments.schedule import RELEASE
+
+        self.update(click, approved_update(click.message, model, version, click.user, datetime.now(UTC)))
         parameters = {"model": model, "version": version, "actor": click.actor, "reason": reason}
-        approved_at = datetime.now(UTC)
-        if self.prefect():
-            from deployments.schedule import RELEASE
-            from tfrelease.orchestrator import launch_deployment
-
-            origin = click.origin.model_dump(mode="json")
-            run = launch_deployment(self.settings, RELEASE, {**parameters, "slack_origin": origin})
-            self.update(click, approved_update(click.message, model, version, click.user, approved_at, run))
-            if run is not None:
-                logger.info("%s v%s approved by %s: release started as %s", model, version, click.actor, run)
-                return
-            from flows.release import release as release_flow
-
-            logger.warning("no runner or worker serves the release deployment: releasing %s v%s in this process", model, version)
-            state = asyncio.run(release_flow(**parameters, slack_origin=origin, return_state=True))
-            logger.info("release of %s v%s, approved by %s: %s", model, version, click.actor, state.message or state.name)
+        if self.through_prefect(click, RELEASE, _release_flow, parameters, f"release of {model} v{version}"):
             return
         from tasks.release import release_version
 
-        self.update(click, approved_update(click.message, model, version, click.user, approved_at))
         result = release_version(store, self.settings, model, version, actor=click.actor, reason=reason)
         logger.info(result.summary)
         announce_release(
@@ -213,42 +200,68 @@ class Receiver:
         Raises:
             Whatever starting the flow run, or ``tasks.rollback.rollback_model`` run here, raise.
         """
-        model = target.model
-        parameters = {
-            "model": model, "actor": click.actor, "reason": reason,
-            "to_version": target.to_version, "from_version": target.from_version,
-        }
-        requested_at = datetime.now(UTC)
-        if self.prefect():
-            from deployments.schedule import ROLLBACK
-            from tfrelease.orchestrator import launch_deployment
+        from deployments.schedule import ROLLBACK
 
-            origin = click.origin.model_dump(mode="json")
-            run = launch_deployment(self.settings, ROLLBACK, {**parameters, "slack_origin": origin})
-            self.update(
-                click,
-                rollback_requested_update(click.message, model, target.from_version, target.to_version, click.user, requested_at, run),
-            )
-            if run is not None:
-                logger.info("rollback of %s to v%s by %s started as %s", model, target.to_version, click.actor, run)
-                return
-            from flows.rollback import rollback as rollback_flow
-
-            logger.warning("no runner or worker serves the rollback deployment: rolling back %s in this process", model)
-            state = asyncio.run(rollback_flow(**parameters, slack_origin=origin, return_state=True))
-            logger.info("rollback of %s by %s: %s", model, click.actor, state.message or state.name)
+        model, from_version, to_version = target.model, target.from_version, target.to_version
+        self.update(click, rollback_requested_update(click.message, model, from_version, to_version, click.user, datetime.now(UTC)))
+        parameters = {"model": model, "actor": click.actor, "reason": reason, "to_version": to_version, "from_version": from_version}
+        if self.through_prefect(click, ROLLBACK, _rollback_flow, parameters, f"rollback of {model} to v{to_version}"):
             return
         from tasks.rollback import rollback_model
 
         result = rollback_model(
-            store, self.settings, model, actor=click.actor, reason=reason,
-            to_version=target.to_version, expected_from=target.from_version,
+            store, self.settings, model, actor=click.actor, reason=reason, to_version=to_version, expected_from=from_version
         )
         logger.info("%s rolled back from v%s to v%s by %s", model, result.from_version, result.to_version, click.actor)
         announce_rollback(
             self.settings, model, result.from_version, result.to_version, actor=click.actor, reason=reason,
             origin=click.origin, run=None,
         )
+
+    def through_prefect(
+        self, click: Click, deployment: str, load_flow: Callable[[], Any], parameters: dict[str, Any], what: str
+    ) -> bool:
+        """Run ``what`` through the Prefect server; False, doing nothing, when none answers.
+
+        A run of ``deployment`` is started and not waited for; the clicker is told its name and
+        link (ephemerally: the message itself waits for the outcome, which the run writes).
+        When nobody serves the deployment, the flow (``load_flow()``) runs here instead,
+        against the server, and reports the same way. ``parameters`` get the clicked message
+        as ``slack_origin``.
+
+        Raises:
+            httpx.HTTPError: the server failed while the run was being created.
+        """
+        if not self.prefect():
+            return False
+        from tfrelease.orchestrator import launch_deployment
+
+        parameters = {**parameters, "slack_origin": click.origin.model_dump(mode="json")}
+        run = launch_deployment(self.settings, deployment, parameters)
+        if run is not None:
+            logger.info("%s, by %s, started as %s", what, click.actor, run)
+            self.answer(click, f"The {what} runs as flow run {run.name} ({run.url or run.id}); this message will show its outcome.")
+            return True
+        logger.warning("nobody serves %s: the %s runs in this process", deployment, what)
+        state = asyncio.run(load_flow()(**parameters, return_state=True))
+        if state.is_completed():
+            logger.info("%s, by %s: %s", what, click.actor, state.message or state.name)
+        else:  # already in the clicked message, written by the flow's hook
+            error = state.result(raise_on_failure=False)
+            logger.error("%s, by %s, ended %s", what, click.actor, state.name, exc_info=error if isinstance(error, BaseException) else None)
+        return True
+
+
+def _release_flow() -> Any:
+    from flows.release import release
+
+    return release
+
+
+def _rollback_flow() -> Any:
+    from flows.rollback import rollback
+
+    return rollback
 
 
 # ---------------------------------------------------------------- the work behind each button
@@ -261,10 +274,10 @@ def handle_approve(receiver: Receiver, click: Click) -> None:
     transaction): of several clicks exactly one wins; any other click, and a click on a
     version no longer pending (approved, rejected, superseded, released from the CLI), is
     answered with the version's status and changes nothing. The message then shows
-    "approved by …, releasing…" (with the flow run when there is one), and at the end
-    "released" (with a Roll back button when there was a production version before) or
-    "release failed" with the step and the error, which is also logged. A failed release
-    leaves the version ``approved``.
+    "approved by …, releasing…" (the clicker is told the flow run, when there is one), and
+    at the end "released" (with a Roll back button when there was a production version
+    before) or "release failed" with the step and the error, which is also logged. A failed
+    release leaves the version ``approved``.
 
     Raises:
         pydantic.ValidationError: the button's value is not ActionValue JSON.
@@ -326,9 +339,10 @@ def handle_rollback(receiver: Receiver, click: Click) -> None:
 
     A stale button (production is no longer ``from_version``, e.g. a second click) and a
     refused rollback (target never was production, damaged files, lock held) are answered
-    ephemerally and change nothing. Otherwise the message shows "rolling back…" (with the
-    flow run when there is one), then "rolled back … by …", or "rollback failed" with the
-    step and the error (also logged).
+    ephemerally and change nothing (a refused rollback puts the message back as it was).
+    Otherwise the message shows "rolling back…" (the clicker is told the flow run, when
+    there is one), then "rolled back … by …", or "rollback failed" with the step and the
+    error (also logged).
 
     Raises:
         pydantic.ValidationError: the button's value is not RollbackValue JSON.
@@ -348,8 +362,10 @@ def handle_rollback(receiver: Receiver, click: Click) -> None:
             return
         try:
             receiver.rollback(store, click, target, reason=reason)
-        except Exception as error:  # a refusal to the clicker; a failure in the message and the log
-            if not is_refusal(error):
+        except Exception as error:  # a refusal to the clicker; a failure in the message; both in the log
+            if is_refusal(error):
+                logger.info("rollback of %s to v%s by %s refused: %s", model, target.to_version, click.actor, error)
+            else:
                 logger.exception("rollback of %s to v%s by %s failed", model, target.to_version, click.actor)
             announce_rollback_failure(
                 receiver.settings, model, error, from_version=target.from_version, to_version=target.to_version,

@@ -14,8 +14,8 @@ from tfrelease.settings import get_settings
 
 
 async def _announce_failure(flow, flow_run, state) -> None:
-    """Prefect on_failure hook: the step that failed and the error, in the clicked Slack
-    message or as a new one (Slack off: no-op)."""
+    """Prefect hook for a failed, crashed or cancelled run: the step that failed and the
+    error, in the clicked Slack message or as a new one (Slack off: no-op)."""
     settings = get_settings()
     parameters = flow_run.parameters
     error = await state.aresult(raise_on_failure=False)
@@ -31,7 +31,14 @@ async def _announce_failure(flow, flow_run, state) -> None:
     )
 
 
-@flow(name="release", log_prints=True, on_failure=[_announce_failure])
+# Crashed (the process died) and Cancelled runs report too: a clicked message must never stay "in progress".
+@flow(
+    name="release",
+    log_prints=True,
+    on_failure=[_announce_failure],
+    on_crashed=[_announce_failure],
+    on_cancellation=[_announce_failure],
+)
 async def release(
     model: str, version: int, actor: str, reason: str, force: bool = False, slack_origin: ClickedMessage | None = None
 ) -> ReleaseResult:

@@ -19,8 +19,9 @@ rollback_model_task = step(
 
 
 async def _announce_failure(flow, flow_run, state) -> None:
-    """Prefect on_failure hook: a refused rollback told to the clicker, a failed one shown in
-    the clicked Slack message, or either posted when no click started it (Slack off: no-op)."""
+    """Prefect hook for a failed, crashed or cancelled run: a refused rollback told to the
+    clicker, a failed one shown in the clicked Slack message, or either posted when no click
+    started it (Slack off: no-op)."""
     settings = get_settings()
     parameters = flow_run.parameters
     error = await state.aresult(raise_on_failure=False)
@@ -37,7 +38,14 @@ async def _announce_failure(flow, flow_run, state) -> None:
     )
 
 
-@flow(name="rollback", log_prints=True, on_failure=[_announce_failure])
+# Crashed (the process died) and Cancelled runs report too: a clicked message must never stay "in progress".
+@flow(
+    name="rollback",
+    log_prints=True,
+    on_failure=[_announce_failure],
+    on_crashed=[_announce_failure],
+    on_cancellation=[_announce_failure],
+)
 async def rollback(
     model: str,
     actor: str,

@@ -1,8 +1,10 @@
 """Telling Slack what a release or rollback did.
 
-A run started by a Slack button reports in the message that was clicked (chat.update; a
-refused rollback only to the clicker, ephemerally: nothing changed, so the message stays as
-it was). A run started elsewhere (the CLI, the Prefect UI) posts a new message to the channel.
+A run started by a Slack button reports in the message that was clicked (chat.update). A
+refused rollback is told to the clicker, ephemerally, and the message is put back as it was
+before the click, Roll back button included; a stale refusal leaves the message alone (the
+rollback that made it stale reports there). A run started elsewhere (the CLI, the Prefect UI)
+posts a new message to the channel.
 The flows call these at their end and from their failure hooks; the Slack receiver calls
 them itself when it runs the steps without Prefect.
 
@@ -29,7 +31,7 @@ from tasks.notify import (
     run_failed_message,
     update_message,
 )
-from tasks.rollback import RollbackRefused
+from tasks.rollback import RollbackRefused, StaleRollback
 from tfrelease.orchestrator import FlowRunRef
 from tfrelease.settings import Settings
 
@@ -79,10 +81,13 @@ def announce_rollback_failure(
     step: str | None, origin: ClickedMessage | None, run: FlowRunRef | None,
 ) -> None:
     """A rollback did not happen because of ``error``. A refusal (:func:`is_refusal`: nothing
-    changed) is told to the clicker only; a failure is shown in the clicked message. Without a
-    click either is posted as a failed run."""
+    changed) is told to the clicker, and the clicked message is restored unless the refusal is
+    stale; a failure is shown in the clicked message. Without a click either is posted as a
+    failed run."""
     if origin is not None and is_refusal(error):
         post_ephemeral(settings.slack, origin.channel, origin.user, f"Rollback of {model} refused: {error}. Nothing changed.")
+        if not isinstance(error, StaleRollback):
+            update_message(settings.slack, origin.channel, origin.ts, origin.message)
     elif origin is not None and from_version is not None and to_version is not None:
         message = rollback_failed_update(origin.message, model, from_version, to_version, describe_error(error), step=step, run=run)
         update_message(settings.slack, origin.channel, origin.ts, message)

@@ -299,15 +299,13 @@ def run_failed_message(
 # user id; ``at`` a timezone-aware time, shown in each reader's own time zone.
 
 
-def approved_update(
-    base: SlackMessage, model: str, version: int, user: str, at: datetime, run: FlowRunRef | None = None
-) -> SlackMessage:
-    """"<user> approved at <time> — releasing in flow run <run>…": the click won, the
-    release is running (``run``: the flow run started for it, when known already)."""
+def approved_update(base: SlackMessage, model: str, version: int, user: str, at: datetime) -> SlackMessage:
+    """"<user> approved at <time> — releasing…": the click won, the release is starting; its
+    outcome replaces this line."""
     return _with_status(
         base,
-        f":hourglass_flowing_sand: *Approved* by <@{user}> at {_slack_time(at)} — releasing{_in_run(run)}…",
-        f"{model} v{version} approved by <@{user}> at {_utc(at)} — releasing{_in_run(run, plain=True)}…",
+        f":hourglass_flowing_sand: *Approved* by <@{user}> at {_slack_time(at)} — releasing…",
+        f"{model} v{version} approved by <@{user}> at {_utc(at)} — releasing…",
     )
 
 
@@ -368,14 +366,14 @@ def released_message(
 
 
 def rollback_requested_update(
-    base: SlackMessage, model: str, from_version: int, to_version: int, user: str, at: datetime, run: FlowRunRef | None
+    base: SlackMessage, model: str, from_version: int, to_version: int, user: str, at: datetime
 ) -> SlackMessage:
-    """"rolling back … requested by <user> — in flow run <run>…": the click was accepted and
-    the rollback is running; its outcome replaces this line."""
+    """"rolling back … requested by <user>…": the click was accepted and the rollback is
+    starting; its outcome replaces this line (a refusal puts ``base`` back)."""
     return _with_status(
         base,
         f":hourglass_flowing_sand: *Rolling back* from v{from_version} to v{to_version}, requested by <@{user}> at "
-        f"{_slack_time(at)}{_in_run(run)}…",
+        f"{_slack_time(at)}…",
         f"{model} rolling back from v{from_version} to v{to_version}, requested by <@{user}> at {_utc(at)}",
     )
 
@@ -680,13 +678,11 @@ def _with_status(base: SlackMessage, status: str, text: str) -> SlackMessage:
     return SlackMessage(text=text, blocks=blocks[: MAX_BLOCKS - 1])
 
 
-def _in_run(run: FlowRunRef | None, *, plain: bool = False) -> str:
+def _in_run(run: FlowRunRef | None) -> str:
     """" in flow run <name>" (a link to the Prefect UI when known), or "" without a run."""
     if run is None:
         return ""
-    if plain or not run.url:
-        return f" in flow run {run.name if plain else _escape(run.name)}"
-    return f" in flow run {_link(run.url, _escape(run.name))}"
+    return f" in flow run {_link(run.url, _escape(run.name)) if run.url else _escape(run.name)}"
 
 
 def _slack_time(at: datetime) -> str:

@@ -11,6 +11,7 @@ from tasks.decide import Decision
 from tasks.evaluate import Metrics
 from tasks.notify import SlackMessage, describe_error, run_failed_message, validation_failed_message
 from tasks.retry_policy import retry_if_transient
+from tasks.data import RetrainInProgress
 from tasks.validate import DataValidationError
 from tasks.steps import step
 
@@ -61,7 +62,10 @@ def failure_messages(
 ) -> list[SlackMessage]:
     """The Slack messages for a failed night: one per quarantined batch (which expectations
     failed, where the file went), or one with the step that failed (a task name, None when
-    the flow's own code raised) and the run's error."""
+    the flow's own code raised) and the run's error. None for a run that stopped because
+    another retrain of the model was running: nothing happened, and that one reports."""
+    if isinstance(error, RetrainInProgress):
+        return []
     if isinstance(error, DataValidationError) and error.failures:
         return [
             validation_failed_message(model, report.batch_name, [f.describe() for f in report.failed], quarantined_at=str(path))

@@ -23,6 +23,11 @@ class RollbackRefused(Exception):
     """The rollback cannot be done safely; nothing was changed. The message says why."""
 
 
+class StaleRollback(RollbackRefused):
+    """Production moved since the request was made (e.g. a second click on one Roll back
+    button, after the first one rolled back); nothing was changed."""
+
+
 class RollbackResult(BaseModel):
     """What a rollback changed: production moved from ``from_version`` to ``to_version``."""
 
@@ -52,6 +57,7 @@ def rollback_model(
     registry refuses, serving is switched back.
 
     Raises:
+        StaleRollback: production is no longer ``expected_from``.
         RollbackRefused: no production version, no target, a target that never was in
             production, or a target whose files are missing or changed.
         registry.errors.ModelLocked: another release or rollback held the lock too long.
@@ -68,7 +74,7 @@ def rollback_model(
         if current is None:
             raise RollbackRefused(f"{model} has no production version to roll back from")
         if expected_from is not None and current.version != expected_from:
-            raise RollbackRefused(
+            raise StaleRollback(
                 f"stale request: {model} production is version {current.version} now, not version {expected_from}"
             )
         target = store.get_version(model, to_version) if to_version is not None else store.get_alias(model, "previous")

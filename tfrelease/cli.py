@@ -250,7 +250,7 @@ def _launch(settings: Settings, url: str | None, deployment: str, parameters: di
     try:
         run = launch_deployment(settings, deployment, parameters)
     except httpx.HTTPError as error:
-        errors.print(f"[red]could not start the {what} on the Prefect server at {url}; nothing changed:[/red] {error}", highlight=False)
+        errors.print(f"[red]could not start the {what} on the Prefect server at {url}:[/red] {error}", highlight=False)
         raise typer.Exit(1) from None
     if run is None:
         console.print(f"[yellow]nobody serves {deployment} on {url} (no `tfrelease serve` or worker): the {what} runs here[/yellow]")

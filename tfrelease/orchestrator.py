@@ -80,11 +80,12 @@ class FlowRunRef(BaseModel):
 def flow_run_url(settings: Settings, flow_run_id: str) -> str | None:
     """The flow run's page in the Prefect UI, or None when the UI's address is unknown.
 
-    The UI is ``settings.prefect_ui_url``, else ``PREFECT_UI_URL``, else ``PREFECT_API_URL``
-    without its ``/api`` suffix (where ``prefect server start`` serves both).
+    The UI is ``settings.prefect_ui_url``, else ``PREFECT_UI_URL``, else the API URL
+    (``PREFECT_API_URL`` or the Prefect profile's) without its ``/api`` suffix (where
+    ``prefect server start`` serves both).
     """
     base = settings.prefect_ui_url or os.environ.get("PREFECT_UI_URL")
-    api = os.environ.get("PREFECT_API_URL", "").rstrip("/")
+    api = (os.environ.get("PREFECT_API_URL") or _profile_api_url() or "").rstrip("/")
     if not base and api.endswith("/api"):
         base = api.removesuffix("/api")
     return f"{base.rstrip('/')}/runs/flow-run/{flow_run_id}" if base else None
@@ -109,9 +110,6 @@ def launch_deployment(
     settings: Settings,
     deployment: str,
     parameters: dict[str, Any],
-    *,
-    flow_run_name: str | None = None,
-    idempotency_key: str | None = None,
 ) -> FlowRunRef | None:
     """Create a flow run of ``deployment`` (``<flow>/<deployment>``) on the Prefect server and
     return at once (``run_deployment(..., timeout=0)``): ``tfrelease serve`` or a worker runs it.
@@ -120,8 +118,6 @@ def launch_deployment(
     READY (Prefect marks a deployment NOT_READY when no runner or worker has polled for it
     within ``PREFECT_SERVER_SERVICES_FOREMAN_DEPLOYMENT_LAST_POLLED_TIMEOUT_SECONDS``, 60 s by
     default): a run created then would wait for nobody, so the caller runs the flow itself.
-    With ``idempotency_key``, a second call with the same key returns the first call's run
-    (its name tells them apart when ``flow_run_name`` differs).
 
     Call only after :func:`reachable_prefect_api` found a server.
 
@@ -140,14 +136,7 @@ def launch_deployment(
             return None
     if found.status is not DeploymentStatus.READY:
         return None
-    run = run_deployment(
-        found.id,
-        parameters=parameters,
-        timeout=0,
-        as_subflow=False,
-        flow_run_name=flow_run_name,
-        idempotency_key=idempotency_key,
-    )
+    run = run_deployment(found.id, parameters=parameters, timeout=0, as_subflow=False)
     return flow_run_ref(settings, run)
 
 

@@ -197,14 +197,17 @@ def test_a_night_asks_slack_an_approve_click_releases_and_a_roll_back_click_rest
     status, seconds = loop.click("approve", ActionValue(model="digits", version=2).dump(), ref, request.message)
     assert status == 200 and seconds < 3, (status, seconds)
     first = wait_until(lambda: loop.updates(), 30, loop.tails)[0]
+    assert first["ts"] == request.ts and "approved by <@UALICE>" in first["text"] and not first["text"].startswith("digits v2 released")
     (release_run,) = loop.runs_of(RELEASE)
-    assert first["ts"] == request.ts and "approved by <@UALICE>" in first["text"]
-    assert f"in flow run {release_run.name}" in first["text"]  # the run's id is shown at once
-    assert f"{loop.server.api_url.removesuffix('/api')}/runs/flow-run/{release_run.id}" in json.dumps(first["blocks"])
     assert release_run.parameters["actor"] == "slack:UALICE" and release_run.parameters["slack_origin"]["ts"] == request.ts
+    # The clicker is told the run at once, with its link in the Prefect UI.
+    run_url = f"{loop.server.api_url.removesuffix('/api')}/runs/flow-run/{release_run.id}"
+    (told,) = wait_until(lambda: loop.standin.calls("chat.postEphemeral"), 30, loop.tails)
+    assert told.body["user"] == ALICE and f"runs as flow run {release_run.name} ({run_url})" in told.body["text"]
 
     loop.finished(release_run.id)
     released = wait_until(lambda: [u for u in loop.updates() if u["text"].startswith("digits v2 released")], 30, loop.tails)[0]
+    assert f"<{run_url}|{release_run.name}>" in json.dumps(released["blocks"])
     assert loop.production() == 2
     assert loop.config() == [((1, 2), {"stable": 2, "previous": 1})]
     (promoted,) = [e for e in loop.events("promoted") if e.version == 2]
@@ -223,7 +226,8 @@ def test_a_night_asks_slack_an_approve_click_releases_and_a_roll_back_click_rest
     assert loop.production() == 1 and loop.config() == [((1,), {"stable": 1})]
     (event,) = loop.events("rolled_back")
     assert (event.version, event.actor, event.flow_run_id) == (2, "slack:UALICE", str(rollback_run.id))
-    assert loop.standin.calls("chat.postEphemeral") == []  # nothing was refused along the way
+    told = [call.body["text"] for call in loop.standin.calls("chat.postEphemeral")]
+    assert len(told) == 2 and f"runs as flow run {rollback_run.name}" in told[1]  # and nothing was refused
 
     # The CLI starts the same deployments; --wait follows the run to its end.
     done = subprocess.run(

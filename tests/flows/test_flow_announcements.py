@@ -141,3 +141,23 @@ def test_a_rollback_started_by_a_click_reports_in_the_clicked_message(slack_sett
     assert update["text"] == f"digits rolled back from v{v2} to v{v1} by <@UALICE>" and not actions(update)
     assert str(state.state_details.flow_run_id) in update["blocks"][1]["text"]["text"]
     assert store.get_alias("digits", "production").version == v1
+
+
+def test_a_rollback_refused_for_a_damaged_target_puts_the_clicked_message_back(slack_settings, slack_standin, exported_digits):
+    from flows.rollback import rollback
+
+    store = RegistryStore.open(slack_settings.registry_url)
+    v1, v2 = register_copy(store, slack_settings, exported_digits), register_copy(store, slack_settings, exported_digits)
+    for version in (v1, v2):
+        switch_to_version(store, slack_settings, "digits", version, actor="test", reason="setup")
+    (slack_settings.model_store / "digits" / str(v1) / "saved_model.pb").write_bytes(b"tampered")
+
+    state = run(
+        rollback, model="digits", actor="slack:UALICE", reason="latency", to_version=v1, from_version=v2, slack_origin=CLICKED
+    )
+
+    assert state.is_failed() and store.get_alias("digits", "production").version == v2
+    (answer,) = [call.body for call in slack_standin.calls("chat.postEphemeral")]
+    assert answer["text"].startswith("Rollback of digits refused: refusing to roll back to a damaged version")
+    (restored,) = [call.body for call in slack_standin.calls("chat.update")]
+    assert (restored["ts"], restored["text"], restored["blocks"]) == (CLICKED.ts, CLICKED.message.text, CLICKED.message.blocks)

@@ -186,9 +186,10 @@ def run_name(state) -> str:
     return asyncio.run(read())
 
 
-def test_a_second_retrain_of_the_same_model_stops_at_once_and_changes_nothing(settings):
+def test_a_second_retrain_of_the_same_model_stops_at_once_and_changes_nothing(slack_on, slack_standin):
     from tasks.data import RetrainInProgress, hold_for_retrain
 
+    settings = slack_on()
     folders = DataFolders.for_model(settings, "digits")
     waiting = drop_bundled_batch(folders)
     before = snapshot(settings)
@@ -201,4 +202,5 @@ def test_a_second_retrain_of_the_same_model_stops_at_once_and_changes_nothing(se
     assert isinstance(error, RetrainInProgress)
     assert f"another retrain of digits is using {folders.root} (pid " in str(error)
     assert waiting.exists() and snapshot(settings) == before
+    assert slack_standin.requests == []  # nothing happened: no alarm in the channel
     assert run_night().is_completed()  # released with the first run: the next one goes ahead

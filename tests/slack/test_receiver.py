@@ -210,8 +210,9 @@ def test_a_roll_back_click_rolls_back_once_and_a_second_click_is_stale(receiver:
     assert RollbackValue.parse(button["value"]) == RollbackValue(model="digits", from_version=v2, to_version=v1)
 
     assert receiver.click("rollback", button["value"], (ref, message), user=BOB)[0] == 200
-    (update,) = wait_until(lambda: updates(receiver.standin))
-    assert update["text"] == f"digits rolled back from v{v2} to v{v1} by <@{BOB}>" and not actions(update)
+    rolling, update = wait_until(lambda: len(updates(receiver.standin)) == 2 and updates(receiver.standin))
+    assert rolling["text"].startswith(f"digits rolling back from v{v2} to v{v1}, requested by <@{BOB}> at ")
+    assert update["text"] == f"digits rolled back from v{v2} to v{v1} by <@{BOB}>" and not actions(rolling) and not actions(update)
     assert receiver.production() == v1
     assert store.get_version("digits", v2).status.value == "rolled_back"
     assert receiver.config() == [((v1,), {"stable": v1})]
@@ -221,7 +222,7 @@ def test_a_roll_back_click_rolls_back_once_and_a_second_click_is_stale(receiver:
     assert receiver.click("rollback", button["value"], (ref, message), user=BOB)[0] == 200
     (answer,) = wait_until(lambda: ephemerals(receiver.standin))
     assert answer["user"] == BOB and answer["text"].startswith(f"This button is stale: digits production is v{v1}, not v{v2}")
-    assert len(store.list_events("digits")) == events and len(updates(receiver.standin)) == 1
+    assert len(store.list_events("digits")) == events and len(updates(receiver.standin)) == 2
 
 
 def test_a_forged_signature_or_a_stale_timestamp_gets_401_and_changes_nothing(receiver: Running, exported_digits):
