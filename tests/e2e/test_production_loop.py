@@ -198,7 +198,7 @@ def test_a_night_asks_slack_an_approve_click_releases_and_a_roll_back_click_rest
     assert status == 200 and seconds < 3, (status, seconds)
     first = wait_until(lambda: loop.updates(), 30, loop.tails)[0]
     assert first["ts"] == request.ts and "approved by <@UALICE>" in first["text"] and not first["text"].startswith("digits v2 released")
-    (release_run,) = loop.runs_of(RELEASE)
+    (release_run,) = wait_until(lambda: loop.runs_of(RELEASE), 30, loop.tails)  # started after that first update
     assert release_run.parameters["actor"] == "slack:UALICE" and release_run.parameters["slack_origin"]["ts"] == request.ts
     # The clicker is told the run at once, with its link in the Prefect UI.
     run_url = f"{loop.server.api_url.removesuffix('/api')}/runs/flow-run/{release_run.id}"
