@@ -29,11 +29,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def bare_night(home: Path) -> float:
     """Load, check with vectorized pandas (the same rules as the suite), train, evaluate, export."""
-    from tasks.data import LABEL, PIXELS, DataFolders, drop_bundled_batch, frame_to_arrays, read_batch
+    from core.settings import TrainingParams
+    from tasks.data import (
+        LABEL,
+        PIXELS,
+        DataFolders,
+        drop_bundled_batch,
+        frame_to_arrays,
+        read_batch,
+    )
     from tasks.evaluate import compute_metrics
     from tasks.export import export_saved_model
     from tasks.train import predict_probabilities, train_model
-    from tfrelease.settings import TrainingParams
 
     folders = DataFolders(root=home / "data" / "digits", incoming=home / "data" / "digits" / "incoming")
     batch = drop_bundled_batch(folders)
@@ -62,9 +69,9 @@ def bare_night(home: Path) -> float:
 
 def flow_night(home: Path) -> float:
     """The retrain flow on a fresh home whose incoming/ holds the same first batch."""
+    from core.settings import get_settings
     from flows.retrain import retrain
     from tasks.data import DataFolders, drop_bundled_batch
-    from tfrelease.settings import get_settings
 
     os.environ["TFRELEASE_HOME"] = str(home)
     get_settings.cache_clear()

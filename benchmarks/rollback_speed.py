@@ -26,12 +26,12 @@ def prepare(home: Path) -> None:
     """Two released versions of a real (small) SavedModel under ``home``."""
     import numpy as np
 
+    from core.settings import TrainingParams, get_settings
     from registry.store import RegistryStore
     from tasks.checksum import file_sha256
     from tasks.export import export_saved_model
     from tasks.serving import sync_serving_config
     from tasks.train import train_model
-    from tfrelease.settings import TrainingParams, get_settings
 
     settings = get_settings()
     store = RegistryStore.open(settings.registry_url)
@@ -77,9 +77,9 @@ def main() -> None:
         os.environ.update({"TFRELEASE_HOME": home, "TF_CPP_MIN_LOG_LEVEL": "3"})
         prepare(Path(home))
 
+        from core.settings import get_settings
         from registry.store import RegistryStore
         from tasks.rollback import rollback_model
-        from tfrelease.settings import get_settings
 
         settings = get_settings()
         store = RegistryStore.open(settings.registry_url)

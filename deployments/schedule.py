@@ -16,17 +16,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tfrelease.settings import Settings
+from core.orchestrator import RELEASE_DEPLOYMENT, ROLLBACK_DEPLOYMENT
+from core.settings import Settings
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
 
 NIGHTLY_PREFIX = "retrain-nightly-"
-RELEASE_DEPLOYMENT = "release"
-ROLLBACK_DEPLOYMENT = "rollback"
-# As run_deployment names them: "<flow name>/<deployment name>".
-RELEASE = f"release/{RELEASE_DEPLOYMENT}"
-ROLLBACK = f"rollback/{ROLLBACK_DEPLOYMENT}"
 
 
 def nightly_name(model: str) -> str:
@@ -40,10 +36,13 @@ def build_deployments(settings: Settings) -> list[RunnerDeployment]:
     Builds objects only (no Prefect server is contacted). Raises ValueError for an invalid
     cron expression or time zone.
     """
-    from tfrelease.orchestrator import configure_prefect
+    from core.orchestrator import configure_prefect
 
     configure_prefect(settings)  # before the flow modules import Prefect's settings
-    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+    from prefect.client.schemas.objects import (
+        ConcurrencyLimitConfig,
+        ConcurrencyLimitStrategy,
+    )
     from prefect.schedules import Cron
 
     from flows.release import release

@@ -2,33 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import flow
 
+from core.orchestrator import FlowRunRef, current_flow_run
+from core.settings import Settings, get_settings
+from flows.hooks import failure_hook
 from registry.store import RegistryStore
-from tasks.announce import announce_release, announce_release_failure
-from tasks.notify import ClickedMessage
-from tasks.release import ReleaseResult, check_release_task, smoke_test_task, switch_to_version_task
-from tasks.steps import failed_step
-from tfrelease.orchestrator import current_flow_run, flow_run_ref
-from tfrelease.settings import get_settings
+from slackbot.announce import announce_release, announce_release_failure
+from slackbot.messages import ClickedMessage
+from tasks.release import (
+    ReleaseResult,
+    check_release_task,
+    smoke_test_task,
+    switch_to_version_task,
+)
 
 
-async def _announce_failure(flow, flow_run, state) -> None:
-    """Prefect hook for a failed, crashed or cancelled run: the step that failed and the
-    error, in the clicked Slack message or as a new one (Slack off: no-op)."""
-    settings = get_settings()
-    parameters = flow_run.parameters
-    error = await state.aresult(raise_on_failure=False)
-    origin = parameters.get("slack_origin")
-    announce_release_failure(
-        settings,
-        parameters["model"],
-        parameters["version"],
-        error,
-        step=failed_step(flow_run.id),
-        origin=ClickedMessage.model_validate(origin) if origin else None,
-        run=flow_run_ref(settings, flow_run),
-    )
+def _release_failed(
+    settings: Settings, parameters: dict[str, Any], error: object, step: str | None, origin: ClickedMessage | None, run: FlowRunRef
+) -> None:
+    announce_release_failure(settings, parameters["model"], parameters["version"], error, step=step, origin=origin, run=run)
+
+
+_announce_failure = failure_hook(_release_failed)
 
 
 # Crashed (the process died) and Cancelled runs report too: a clicked message must never stay "in progress".

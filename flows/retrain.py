@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, runtime
 
+from core.orchestrator import FlowRunRef
+from core.settings import Settings, get_settings
 from expectations import suite_path
+from flows.hooks import failure_hook
 from registry.store import RegistryStore
+from slackbot.messages import ClickedMessage
+from slackbot.night import announce_night_failure, decision_announcer
 from tasks.data import (
     DataFolders,
     collect_incoming_task,
@@ -20,28 +26,20 @@ from tasks.data import (
 )
 from tasks.decide import decide
 from tasks.evaluate import Metrics, evaluate_version_task
-from tasks.notify import post_message
 from tasks.register import Lineage, register_candidate_task
 from tasks.release import act_on_decision_task
-from tasks.report import NightReport, failure_messages, publish_report_task
-from tasks.steps import failed_step
+from tasks.report import NightReport, publish_report_task
 from tasks.train import train_model_task
 from tasks.validate import screen_batches_task
-from tfrelease.orchestrator import flow_run_ref
-from tfrelease.settings import get_settings
 
 
-async def _announce_failure(flow, flow_run, state) -> None:
-    """Prefect on_failure hook: say in Slack which batch or step broke the night (Slack off: no-op)."""
-    settings = get_settings()
-    model = flow_run.parameters.get("model", settings.default_model)
-    error = await state.aresult(raise_on_failure=False)
-    run = flow_run_ref(settings, flow_run)
-    for message in failure_messages(model, error, run_name=run.name, flow_run_url=run.url, step=failed_step(flow_run.id)):
-        post_message(settings.slack, message)
+def _night_failed(
+    settings: Settings, parameters: dict[str, Any], error: object, step: str | None, origin: ClickedMessage | None, run: FlowRunRef
+) -> None:
+    announce_night_failure(settings, parameters.get("model", settings.default_model), error, step=step, run=run)
 
 
-@flow(name="retrain", log_prints=True, on_failure=[_announce_failure])
+@flow(name="retrain", log_prints=True, on_failure=[failure_hook(_night_failed)])
 async def retrain(model: str = "digits") -> NightReport:
     """Retrain ``model`` on all accepted data and decide whether it replaces production.
 
@@ -87,7 +85,7 @@ async def retrain(model: str = "digits") -> NightReport:
         # 5. The decision, carried out: promote, ask a human, or reject.
         candidate_metrics = Metrics.model_validate(candidate.metrics)
         decision = decide(candidate_metrics, baseline_metrics, config.policy)
-        summary = act_on_decision_task(store, settings, candidate, decision, flow_run_id)
+        summary = act_on_decision_task(store, settings, candidate, decision, flow_run_id, decision_announcer(settings))
 
         report = NightReport(
             model=model,

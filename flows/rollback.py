@@ -2,40 +2,35 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import flow
 
+from core.orchestrator import FlowRunRef, current_flow_run
+from core.settings import Settings, get_settings
+from flows.hooks import failure_hook
 from registry.store import RegistryStore
-from tasks.announce import announce_rollback, announce_rollback_failure
-from tasks.notify import ClickedMessage
+from slackbot.announce import announce_rollback, announce_rollback_failure
+from slackbot.messages import ClickedMessage
 from tasks.retry_policy import retry_if_transient
 from tasks.rollback import RollbackResult, rollback_model
-from tasks.steps import failed_step, step
-from tfrelease.orchestrator import current_flow_run, flow_run_ref
-from tfrelease.settings import get_settings
+from tasks.steps import step
 
 rollback_model_task = step(
     rollback_model, name="rollback", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_if_transient
 )
 
 
-async def _announce_failure(flow, flow_run, state) -> None:
-    """Prefect hook for a failed, crashed or cancelled run: a refused rollback told to the
-    clicker, a failed one shown in the clicked Slack message, or either posted when no click
-    started it (Slack off: no-op)."""
-    settings = get_settings()
-    parameters = flow_run.parameters
-    error = await state.aresult(raise_on_failure=False)
-    origin = parameters.get("slack_origin")
+def _rollback_failed(
+    settings: Settings, parameters: dict[str, Any], error: object, step: str | None, origin: ClickedMessage | None, run: FlowRunRef
+) -> None:
     announce_rollback_failure(
-        settings,
-        parameters["model"],
-        error,
-        from_version=parameters.get("from_version"),
-        to_version=parameters.get("to_version"),
-        step=failed_step(flow_run.id),
-        origin=ClickedMessage.model_validate(origin) if origin else None,
-        run=flow_run_ref(settings, flow_run),
+        settings, parameters["model"], error, from_version=parameters.get("from_version"),
+        to_version=parameters.get("to_version"), step=step, origin=origin, run=run,
     )
+
+
+_announce_failure = failure_hook(_rollback_failed)
 
 
 # Crashed (the process died) and Cancelled runs report too: a clicked message must never stay "in progress".

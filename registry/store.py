@@ -12,11 +12,11 @@ transaction already holds the database write lock from ``BEGIN IMMEDIATE``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 import os
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,8 +25,18 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
-from registry.database import SQLITE_BUSY_TIMEOUT_MS, create_registry_engine, upgrade_schema
-from registry.errors import AliasNotFound, IllegalTransition, ModelLocked, VersionConflict, VersionNotFound
+from registry.database import (
+    SQLITE_BUSY_TIMEOUT_MS,
+    create_registry_engine,
+    upgrade_schema,
+)
+from registry.errors import (
+    AliasNotFound,
+    IllegalTransition,
+    ModelLocked,
+    VersionConflict,
+    VersionNotFound,
+)
 from registry.lifecycle import check_transition
 from registry.models import (
     PREVIOUS,

@@ -24,10 +24,11 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from core.files import write_atomically
+from core.settings import Settings
 from tasks.checksum import file_sha256
 from tasks.retry_policy import retry_if_transient
 from tasks.steps import step
-from tfrelease.settings import Settings
 
 BATCH_SUFFIXES = (".parquet", ".csv")
 PIXELS = [f"pixel_{i}" for i in range(64)]
@@ -157,7 +158,7 @@ def ensure_bundled_holdout(folders: DataFolders) -> Path:
     """Write the bundled held-out set to ``folders.holdout`` unless it exists; return its path."""
     if not folders.holdout.exists():
         holdout, _ = bundled_split()
-        _write_atomically(holdout, folders.holdout)
+        write_atomically(folders.holdout, lambda temporary: holdout.to_parquet(temporary, index=False))
     return folders.holdout
 
 
@@ -197,7 +198,8 @@ def drop_bundled_batch(folders: DataFolders, corrupt: CorruptKind | None = None)
     else:
         frame = corrupt_batch(frame, corrupt)
         target = _free_name(folders.incoming / f"digits-corrupt-{corrupt}-{index:04d}.parquet")
-    _write_atomically(frame, target)
+    # A reader (the nightly run) must never see a half-written batch.
+    write_atomically(target, lambda temporary: frame.to_parquet(temporary, index=False))
     return target
 
 
@@ -352,14 +354,6 @@ def _free_name(path: Path) -> Path:
         candidate = path.with_name(f"{path.stem}.{n}{path.suffix}")
         n += 1
     return candidate
-
-
-def _write_atomically(frame: pd.DataFrame, target: Path) -> None:
-    # A reader (the nightly run) must never see a half-written batch: write, then rename.
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
-    frame.to_parquet(partial, index=False)
-    partial.replace(target)
 
 
 collect_incoming_task = step(

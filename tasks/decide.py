@@ -10,8 +10,8 @@ from enum import Enum
 
 from pydantic import BaseModel
 
+from core.settings import ReleasePolicy
 from tasks.evaluate import Metrics
-from tfrelease.settings import ReleasePolicy
 
 
 class Outcome(str, Enum):

@@ -28,7 +28,8 @@ from registry.models import PREVIOUS, ModelVersionRecord, VersionStatus
 from registry.store import RegistryStore
 from tasks.checksum import file_sha256, tree_sha256
 from tasks.retention import DELETING_PREFIX, HAS_FILES, remove_folder
-from tasks.serving import ServedModel, ServingConfigError, read_config, served_models, sync_serving_config
+from tasks.serving import served_models, sync_serving_config
+from tasks.serving_config import ServedModel, ServingConfigError, read_config
 
 SAVED_MODEL = "saved_model.pb"
 STAGING_PREFIX = ".staging-"  # tasks.export's temporary folders: .staging-<N>-<hex>

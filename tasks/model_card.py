@@ -17,12 +17,11 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from core.files import write_text_atomically
 from registry.models import ModelVersionRecord
 from registry.store import RegistryStore
 from tasks.export import version_dir
@@ -90,7 +89,7 @@ def write_model_card(version_dir: Path, record: ModelVersionRecord) -> Path:
         raise FileNotFoundError(f"{version_dir} is not a version folder")
     card = version_dir / "assets.extra" / "model_card.json"
     card.parent.mkdir(exist_ok=True)
-    _write_atomically(card, json.dumps(model_card(record), indent=2, sort_keys=False) + "\n")
+    write_text_atomically(card, json.dumps(model_card(record), indent=2, sort_keys=False) + "\n")
     return card
 
 
@@ -160,7 +159,7 @@ def append_changelog(model_dir: Path, record: ModelVersionRecord, actor: str) ->
     with open(model_dir / f".{CHANGELOG}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
         existing = path.read_text() if path.exists() else None
-        _write_atomically(path, merge_changelog(existing, record.model_name, record.version, entry))
+        write_text_atomically(path, merge_changelog(existing, record.model_name, record.version, entry))
     return path
 
 
@@ -199,20 +198,6 @@ def _decision_line(record: ModelVersionRecord, actor: str) -> str:
     outcome = (record.decision or {}).get("outcome")
     decided = f"`{outcome}`" if outcome else "none recorded yet"
     return f"{decided}; status `{record.status.value}`, by {actor}"
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp makes it 0600; these files are for every reader
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def document_version(store: RegistryStore, model_store: Path, model: str, version: int, *, actor: str) -> None:

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from registry.store import RegistryStore
+from core.settings import ModelSettings
 from registry.models import ModelVersionRecord
+from registry.store import RegistryStore
 from tasks.checksum import tree_sha256
 from tasks.evaluate import Metrics, evaluate_version
 from tasks.export import export_saved_model, version_dir
-from tasks.warmup import DEFAULT_BATCH_ROWS
 from tasks.steps import step
-from tfrelease.settings import ModelSettings
+from tasks.warmup import DEFAULT_BATCH_ROWS
 
 if TYPE_CHECKING:
     import keras

@@ -2,17 +2,19 @@
 
 A release is checked (status and files), smoke-tested (TF Serving's view of the SavedModel),
 then switched under the model's lock: TF Serving first, then the registry records it (and
-serving is switched back if the registry refuses). A Slack failure never undoes or fails a
-decision: the registry holds it and the CLI can act on it.
+serving is switched back if the registry refuses). Telling people is the caller's announcer
+(``slackbot.announce``): a Slack failure never undoes or fails a decision, the registry holds it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel
 
+from core.settings import Settings
 from registry.errors import ModelLocked
 from registry.lifecycle import check_transition
 from registry.models import ModelVersionRecord, VersionStatus
@@ -22,20 +24,11 @@ from tasks.decide import Decision, Outcome
 from tasks.evaluate import Metrics, smoke_test
 from tasks.integrity import check_version_files
 from tasks.model_card import document_version
-from tasks.notify import (
-    ApprovalRequest,
-    format_console_request,
-    post_message,
-    promoted_message,
-    rejected_message,
-)
 from tasks.retry_policy import retry_if_transient
-from tasks.serving import CONFIG_LOCK, served_model, served_models, switch_serving
+from tasks.serving import lock_holder, switch_and_record
+from tasks.serving_config import served_model
 from tasks.serving_reload import ServingReloadError
-from tasks.slack_messages import mark_superseded, post_approval_request
 from tasks.steps import step
-from tfrelease.orchestrator import flow_run_url
-from tfrelease.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -126,8 +119,7 @@ def switch_to_version(
         tasks.serving_reload.ServingReloadError: TF Serving refused or failed to load the
             version; config restored, registry unchanged.
     """
-    path, grpc, timeout = settings.serving_config_path, settings.serving.grpc_address, settings.serving.reload_timeout_seconds
-    holder = _holder(actor, flow_run_id)
+    holder = lock_holder(actor, flow_run_id)
     with store.model_lock(model, holder=holder, purpose=f"release of version {version}"):
         current = store.get_alias(model, "production")
         check_transition(model, version, store.get_version(model, version).status, VersionStatus.PRODUCTION, force=force)
@@ -136,24 +128,24 @@ def switch_to_version(
                 f"{model} production is version {current.version if current else 'none'} now, not the baseline "
                 f"{expected_production or 'none'} version {version} was compared with"
             )
-        target = served_model(model, settings.model_store, version, current.version if current else None)
-        with store.model_lock(CONFIG_LOCK, holder=holder, purpose=f"release of {model} version {version}"):
-            undo = switch_serving(
-                path, served_models(store, settings.model_store, {model: target}), grpc_address=grpc, timeout_seconds=timeout
-            )
-            try:
-                store.promote(
-                    model,
-                    version,
-                    actor=actor,
-                    reason=reason,
-                    flow_run_id=flow_run_id,
-                    force=force,
-                    decision=decision.model_dump(mode="json") if decision else None,
-                )
-            except BaseException:
-                undo()
-                raise
+        served = served_model(model, settings.model_store, version, current.version if current else None)
+        switch_and_record(
+            store,
+            settings,
+            model,
+            served,
+            lambda: store.promote(
+                model,
+                version,
+                actor=actor,
+                reason=reason,
+                flow_run_id=flow_run_id,
+                force=force,
+                decision=decision.model_dump(mode="json") if decision else None,
+            ),
+            holder=holder,
+            purpose=f"release of {model} version {version}",
+        )
     document_version(store, settings.model_store, model, version, actor=actor)
     return current.version if current else None
 
@@ -173,29 +165,48 @@ def release_version(
     return ReleaseResult(model=model, version=version, previous_version=previous, actor=actor, accuracy=metrics.accuracy)
 
 
+class ActedDecision(BaseModel):
+    """A release decision as carried out on ``candidate``: ``decision`` is what happened (an
+    automatic promotion that could not happen went to a human, with the reason added), and
+    ``superseded`` the older pending versions a new approval request replaced."""
+
+    candidate: ModelVersionRecord
+    decision: Decision
+    superseded: list[int] = []
+    flow_run_id: str | None = None
+
+
+DecisionAnnouncer = Callable[[ActedDecision], "str | None"]
+"""Tells people of a decision carried out (``slackbot.announce.decision_announcer``); may return
+text for the run's summary (the approval command, when no message could be posted)."""
+
+
 def act_on_decision(
     store: RegistryStore,
     settings: Settings,
     candidate: ModelVersionRecord,
     decision: Decision,
     flow_run_id: str | None,
+    announce: DecisionAnnouncer | None = None,
 ) -> str:
     """Apply ``decision`` to the registered ``candidate``; returns a one-paragraph summary.
 
     promote: TF Serving and then the production alias move to the candidate (see
     :func:`switch_to_version`).
-    request_approval: status ``pending_approval`` (older pending versions are superseded) and
-    an approval request in Slack, or on the console when Slack is off.
-    reject: status ``rejected`` with the reasons, reported the same way.
+    request_approval: status ``pending_approval`` (older pending versions are superseded).
+    reject: status ``rejected`` with the reasons.
+    Each ends with ``announce`` (when given) once the registry holds the outcome.
     """
     model, version = candidate.model_name, candidate.version
+    superseded: list[int] = []
+    reasons = "; ".join(decision.reasons)
     if decision.outcome is Outcome.PROMOTE:
-        reasons = "; ".join(decision.reasons)
         try:
             switch_to_version(
                 store, settings, model, version, actor="policy", reason=reasons, flow_run_id=flow_run_id,
                 decision=decision, expected_production=candidate.baseline_version,
             )
+            summary = f"{model} version {version} promoted to production: {reasons}"
         except (BaselineChanged, ModelLocked, ServingReloadError) as error:
             # The decision stands on record and goes to a human instead of being lost.
             logger.warning("automatic promotion of %s version %s did not happen: %s", model, version, error)
@@ -205,46 +216,25 @@ def act_on_decision(
                     "reasons": [*decision.reasons, f"automatic promotion did not happen: {error}"],
                 }
             )
-        else:
-            post_message(settings.slack, promoted_message(_request(settings, candidate, decision, flow_run_id)))
-            return f"{model} version {version} promoted to production: {reasons}"
-    reasons = "; ".join(decision.reasons)
+            reasons = "; ".join(decision.reasons)
     recorded = decision.model_dump(mode="json")
     if decision.outcome is Outcome.REQUEST_APPROVAL:
         superseded = store.request_approval(
             model, version, actor="policy", reason=reasons, flow_run_id=flow_run_id, decision=recorded
         )
-        request = _request(settings, candidate, decision, flow_run_id)
         summary = f"{model} version {version} awaits approval: {reasons}"
         if superseded:
             summary += f" (supersedes pending version(s) {', '.join(map(str, superseded))})"
         document_version(store, settings.model_store, model, version, actor="policy")
-        if post_approval_request(settings, request) is None:
-            summary += "\n" + format_console_request(request, approve_command=f"tfrelease approve {version} --model {model}")
-        mark_superseded(settings, model, superseded, version)
-        return summary
-    store.reject(model, version, actor="policy", reason=reasons, flow_run_id=flow_run_id, decision=recorded)
-    document_version(store, settings.model_store, model, version, actor="policy")
-    post_message(settings.slack, rejected_message(_request(settings, candidate, decision, flow_run_id)))
-    return f"{model} version {version} rejected: {reasons}"
-
-
-def _holder(actor: str, flow_run_id: str | None) -> str:
-    return f"{actor} (flow run {flow_run_id})" if flow_run_id else actor
-
-
-def _request(settings: Settings, candidate: ModelVersionRecord, decision: Decision, flow_run_id: str | None) -> ApprovalRequest:
-    return ApprovalRequest(
-        model=candidate.model_name,
-        version=candidate.version,
-        candidate=Metrics(**candidate.metrics),
-        production=Metrics(**candidate.baseline_metrics) if candidate.baseline_metrics else None,
-        production_version=candidate.baseline_version,
-        decision=decision,
-        batches=list(candidate.batches),
-        flow_run_url=flow_run_url(settings, flow_run_id) if flow_run_id else None,
-        report_url=None,
-    )
+    elif decision.outcome is Outcome.REJECT:
+        store.reject(model, version, actor="policy", reason=reasons, flow_run_id=flow_run_id, decision=recorded)
+        document_version(store, settings.model_store, model, version, actor="policy")
+        summary = f"{model} version {version} rejected: {reasons}"
+    if announce is not None:
+        extra = announce(ActedDecision(candidate=candidate, decision=decision, superseded=superseded, flow_run_id=flow_run_id))
+        if extra:
+            summary += "\n" + extra
+    return summary
 
 
 act_on_decision_task = step(act_on_decision, name="act-on-decision")

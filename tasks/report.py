@@ -9,10 +9,7 @@ from pydantic import BaseModel
 
 from tasks.decide import Decision
 from tasks.evaluate import Metrics
-from tasks.notify import SlackMessage, describe_error, run_failed_message, validation_failed_message
 from tasks.retry_policy import retry_if_transient
-from tasks.data import RetrainInProgress
-from tasks.validate import DataValidationError
 from tasks.steps import step
 
 
@@ -55,23 +52,6 @@ def comparison_markdown(report: NightReport) -> str:
     if report.batches:
         lines += ["", f"Trained on {len(report.batches)} batch(es): {', '.join(report.batches)}"]
     return "\n".join(lines) + "\n"
-
-
-def failure_messages(
-    model: str, error: BaseException | object, *, run_name: str | None, flow_run_url: str | None, step: str | None = None
-) -> list[SlackMessage]:
-    """The Slack messages for a failed night: one per quarantined batch (which expectations
-    failed, where the file went), or one with the step that failed (a task name, None when
-    the flow's own code raised) and the run's error. None for a run that stopped because
-    another retrain of the model was running: nothing happened, and that one reports."""
-    if isinstance(error, RetrainInProgress):
-        return []
-    if isinstance(error, DataValidationError) and error.failures:
-        return [
-            validation_failed_message(model, report.batch_name, [f.describe() for f in report.failed], quarantined_at=str(path))
-            for report, path in error.failures
-        ]
-    return [run_failed_message(model, describe_error(error), run_name=run_name, flow_run_url=flow_run_url, step=step, flow="nightly retrain")]
 
 
 def publish_report(report: NightReport) -> None:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from core.settings import Settings
 from registry.lifecycle import check_transition
 from registry.models import AuditAction, VersionStatus
 from registry.store import RegistryStore
 from tasks.integrity import VersionFilesError, check_version_files
 from tasks.model_card import document_version
-from tasks.serving import CONFIG_LOCK, served_model, served_models, switch_serving
-from tfrelease.settings import Settings
+from tasks.serving import lock_holder, switch_and_record
+from tasks.serving_config import served_model
 
 
 class RollbackRefused(Exception):
@@ -67,8 +68,7 @@ def rollback_model(
         tasks.serving_reload.ServingReloadError: TF Serving refused or failed to load the
             target; config restored, registry unchanged.
     """
-    path, grpc, timeout = settings.serving_config_path, settings.serving.grpc_address, settings.serving.reload_timeout_seconds
-    holder = f"{actor} (flow run {flow_run_id})" if flow_run_id else actor
+    holder = lock_holder(actor, flow_run_id)
     with store.model_lock(model, holder=holder, purpose="rollback"):
         current = store.get_alias(model, "production")
         if current is None:
@@ -91,17 +91,14 @@ def rollback_model(
         except VersionFilesError as error:
             raise RollbackRefused(f"refusing to roll back to a damaged version: {error}") from error
 
-        with store.model_lock(CONFIG_LOCK, holder=holder, purpose=f"rollback of {model}"):
-            undo = switch_serving(
-                path,
-                served_models(store, settings.model_store, {model: served_model(model, settings.model_store, target.version, None)}),
-                grpc_address=grpc,
-                timeout_seconds=timeout,
-            )
-            try:
-                store.rollback(model, actor=actor, reason=reason, flow_run_id=flow_run_id, to_version=target.version)
-            except BaseException:
-                undo()
-                raise
+        switch_and_record(
+            store,
+            settings,
+            model,
+            served_model(model, settings.model_store, target.version, None),
+            lambda: store.rollback(model, actor=actor, reason=reason, flow_run_id=flow_run_id, to_version=target.version),
+            holder=holder,
+            purpose=f"rollback of {model}",
+        )
     document_version(store, settings.model_store, model, current.version, actor=actor)
     return RollbackResult(model=model, from_version=current.version, to_version=target.version)

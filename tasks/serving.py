@@ -1,128 +1,32 @@
-"""The TF Serving hand-off: ``models.config``, a ModelServerConfig text proto.
+"""The serving switch: make TF Serving serve what the registry says, and undo it on refusal.
 
-TF Serving started with ``--model_config_file=<model_store>/models.config`` (and
-``--model_config_file_poll_wait_seconds``) reloads it; every reload replaces the whole
-config, so the file always lists every model that has a production version.
-The protos come from tensorflow-serving-api; importing them does not import TensorFlow.
+``models.config`` (see :mod:`tasks.serving_config`) is written atomically and, when TF Serving's
+gRPC address is configured, pushed and verified (see :mod:`tasks.serving_reload`).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tasks.retention import HAS_FILES
+from tasks.serving_config import (
+    ServedModel,
+    read_config_text,
+    render_config,
+    restore_config,
+    served_model,
+    write_config,
+)
 
 if TYPE_CHECKING:
+    from core.settings import Settings
     from registry.store import RegistryStore
 
-STABLE_LABEL = "stable"
 # models.config is one file for every model: its writers also hold this registry lock, so
 # that switching one model never writes back another model's old version.
 CONFIG_LOCK = "*models.config*"
-PREVIOUS_LABEL = "previous"
-
-
-class ServingConfigError(Exception):
-    """The serving config cannot be read or written; the message names the file."""
-
-
-@dataclass(frozen=True)
-class ServedModel:
-    """One model as TF Serving should serve it.
-
-    ``versions`` are the version numbers to keep loaded (``specific`` policy);
-    ``labels`` map a version label (``stable``) to one of them.
-    """
-
-    name: str
-    base_path: Path
-    versions: tuple[int, ...]
-    labels: dict[str, int]
-
-
-def render_config(models: list[ServedModel]) -> str:
-    """The ModelServerConfig text proto serving ``models`` (sorted by name).
-
-    Raises:
-        ServingConfigError: a label points at a version not in that model's ``versions``
-            (TF Serving would refuse the config).
-    """
-    from google.protobuf import text_format
-    from tensorflow_serving.config import model_server_config_pb2
-
-    config = model_server_config_pb2.ModelServerConfig()
-    for served in sorted(models, key=lambda m: m.name):
-        for label, version in served.labels.items():
-            if version not in served.versions:
-                raise ServingConfigError(f"{served.name}: label {label!r} -> {version}, which is not a served version {served.versions}")
-        entry = config.model_config_list.config.add()
-        entry.name = served.name
-        entry.base_path = str(served.base_path)
-        entry.model_platform = "tensorflow"
-        entry.model_version_policy.specific.versions.extend(sorted(served.versions))
-        for label, version in sorted(served.labels.items()):
-            entry.version_labels[label] = version
-    return text_format.MessageToString(config)
-
-
-def read_config(path: Path) -> list[ServedModel]:
-    """Parse a ``models.config``; [] when the file does not exist.
-
-    Raises:
-        ServingConfigError: the file is not a valid ModelServerConfig text proto.
-    """
-    if not path.exists():
-        return []
-    try:
-        return read_config_text(path.read_text())
-    except ServingConfigError as error:
-        raise ServingConfigError(f"{path}: {error}") from error
-
-
-def write_config(path: Path, models: list[ServedModel]) -> str:
-    """Write the config atomically (temporary file in the same folder, fsync, rename).
-
-    TF Serving polls the file, so it must never see a partial one. Returns the text written.
-
-    Raises:
-        ServingConfigError: as ``render_config``.
-    """
-    text = render_config(models)
-    _write_atomically(path, text)
-    return text
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".models.config.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp makes it 0600; TF Serving may run as another user
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def served_model(model: str, model_store: Path, production: int, previous: int | None) -> ServedModel:
-    """``model`` served at ``production`` (label ``stable``), keeping ``previous`` (label
-    ``previous``) loaded so that a rollback is a label move, not a cold load."""
-    if previous is None or previous == production:
-        return ServedModel(model, model_store / model, (production,), {STABLE_LABEL: production})
-    return ServedModel(
-        model,
-        model_store / model,
-        tuple(sorted((production, previous))),
-        {STABLE_LABEL: production, PREVIOUS_LABEL: previous},
-    )
 
 
 def served_models(
@@ -192,39 +96,43 @@ def switch_serving(
     return undo
 
 
-def restore_config(path: Path, text: str | None) -> None:
-    """Put ``path`` back as it was, byte for byte: ``text``, or no file when ``text`` is None."""
-    if text is None:
-        path.unlink(missing_ok=True)
-    else:
-        _write_atomically(path, text)
+def lock_holder(actor: str, flow_run_id: str | None) -> str:
+    """How a registry lock names its holder: the actor, and the flow run when there is one."""
+    return f"{actor} (flow run {flow_run_id})" if flow_run_id else actor
 
 
-def read_config_text(text: str) -> list[ServedModel]:
-    """Parse ModelServerConfig text (see :func:`read_config`).
+def switch_and_record(
+    store: RegistryStore,
+    settings: Settings,
+    model: str,
+    served: ServedModel,
+    record: Callable[[], object],
+    *,
+    holder: str,
+    purpose: str,
+) -> None:
+    """Point TF Serving at ``served`` for ``model``, then ``record()`` the change in the registry;
+    if ``record`` raises, serving is switched back before the error propagates.
+
+    The one path of every release and rollback. The caller holds ``model``'s own lock and has
+    checked the change; this takes the ``models.config`` lock (:data:`CONFIG_LOCK`), which every
+    writer of that file holds, so that switching one model never writes back another's old version.
 
     Raises:
-        ServingConfigError: the text is not a valid ModelServerConfig.
+        registry.errors.ModelLocked: another switch held the models.config lock too long.
+        tasks.serving_reload.ServingReloadError: TF Serving refused or failed to load; config restored.
+        tasks.serving_config.ServingConfigError: ``served`` is not a valid config; nothing changed.
+        Whatever ``record`` raises; serving was switched back.
     """
-    from google.protobuf import text_format
-    from tensorflow_serving.config import model_server_config_pb2
-
-    config = model_server_config_pb2.ModelServerConfig()
-    try:
-        text_format.Parse(text, config)
-    except text_format.ParseError as error:
-        raise ServingConfigError(f"not a valid ModelServerConfig: {error}") from error
-    return from_proto(config)
-
-
-def from_proto(config: Any) -> list[ServedModel]:
-    """The models of a ``ModelServerConfig`` message, in its order."""
-    return [
-        ServedModel(
-            name=entry.name,
-            base_path=Path(entry.base_path),
-            versions=tuple(entry.model_version_policy.specific.versions),
-            labels=dict(entry.version_labels),
+    with store.model_lock(CONFIG_LOCK, holder=holder, purpose=purpose):
+        undo = switch_serving(
+            settings.serving_config_path,
+            served_models(store, settings.model_store, {model: served}),
+            grpc_address=settings.serving.grpc_address,
+            timeout_seconds=settings.serving.reload_timeout_seconds,
         )
-        for entry in config.model_config_list.config
-    ]
+        try:
+            record()
+        except BaseException:
+            undo()
+            raise

@@ -23,7 +23,7 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
-from tasks.serving import ServedModel, render_config
+from tasks.serving_config import ServedModel, render_config
 
 
 class ServingReloadError(Exception):

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core.settings import TrainingParams
 from tasks.steps import step
-from tfrelease.settings import TrainingParams
 
 if TYPE_CHECKING:
     import keras

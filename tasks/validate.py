@@ -14,7 +14,6 @@ import html
 import json
 import logging
 import math
-import os
 import shutil
 from collections import Counter
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from core.files import write_text_atomically
 from tasks.data import DataError, DataFolders, accept_batch, read_batch
 from tasks.steps import step
 
@@ -212,8 +212,13 @@ def render_data_docs(report: ValidationReport) -> str:
     if "results" not in report.result:
         return _plain_page(report, reason=None)
     try:
-        from great_expectations.core.expectation_validation_result import expectationSuiteValidationResultSchema
-        from great_expectations.render.components import RenderedBulletListContent, RenderedSectionContent
+        from great_expectations.core.expectation_validation_result import (
+            expectationSuiteValidationResultSchema,
+        )
+        from great_expectations.render.components import (
+            RenderedBulletListContent,
+            RenderedSectionContent,
+        )
         from great_expectations.render.renderer import ValidationResultsPageRenderer
         from great_expectations.render.view import DefaultJinjaPageView
 
@@ -253,8 +258,8 @@ def quarantine(batch_path: Path, report: ValidationReport, quarantine_dir: Path)
         raise FileNotFoundError(f"cannot quarantine {batch_path}: no such file")
     quarantine_dir.mkdir(parents=True, exist_ok=True)
     target = _free_quarantine_name(quarantine_dir / batch_path.name)
-    _write_text_atomically(report_paths(target)[0], json.dumps(report.result, indent=2, default=str) + "\n")
-    _write_text_atomically(report_paths(target)[1], render_data_docs(report))
+    write_text_atomically(report_paths(target)[0], json.dumps(report.result, indent=2, default=str) + "\n")
+    write_text_atomically(report_paths(target)[1], render_data_docs(report))
     shutil.move(batch_path, target)
     return target
 
@@ -324,7 +329,11 @@ def screen_batches(batches: Sequence[Path], suite_path: Path, folders: DataFolde
 def _ephemeral_context():
     """An in-memory GX context without progress bars or a temporary Data Docs site."""
     import great_expectations as gx
-    from great_expectations.data_context.types.base import DataContextConfig, InMemoryStoreBackendDefaults, ProgressBarsConfig
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
 
     config = DataContextConfig(
         store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
@@ -450,12 +459,6 @@ def _free_quarantine_name(path: Path) -> Path:
         candidate = path.with_name(f"{path.stem}.{n}{path.suffix}")
         n += 1
     return candidate
-
-
-def _write_text_atomically(target: Path, text: str) -> None:
-    partial = target.with_name(f".{target.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, target)
 
 
 validate_batch_task = step(validate_batch, name="validate-batch")

@@ -19,7 +19,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 @pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Settings with a fresh home (SQLite registry, model store, data) under tmp_path."""
-    from tfrelease.settings import get_settings
+    from core.settings import get_settings
 
     monkeypatch.chdir(tmp_path)  # no tfrelease.toml from the developer's folder
     monkeypatch.setenv("TFRELEASE_HOME", str(tmp_path / "home"))
@@ -51,9 +51,9 @@ def digits_split():
 @pytest.fixture(scope="session")
 def trained_digits(digits_split):
     """A Keras model trained once, on the first bundled batch, with the default parameters."""
+    from core.settings import TrainingParams
     from tasks.data import LABEL, PIXELS, frame_to_arrays
     from tasks.train import train_model
-    from tfrelease.settings import TrainingParams
 
     _, batches = digits_split
     features, labels = frame_to_arrays(batches[0], PIXELS, LABEL)

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tfrelease.settings import ConfigError, Settings, get_settings
+from core.settings import ConfigError, Settings, get_settings
 
 app = typer.Typer(help="Nightly retraining and safe release of TensorFlow models to TF Serving.", no_args_is_help=True)
 data_app = typer.Typer(help="Batches of training data.", no_args_is_help=True)
@@ -59,7 +59,7 @@ def retrain(model: ModelOption = None) -> None:
     """Run the nightly retrain once, now, and print its outcome."""
     settings = _settings()
     name = _model_name(settings, model)
-    from tfrelease.orchestrator import configure_prefect
+    from core.orchestrator import configure_prefect
 
     configure_prefect(settings)
     from flows.retrain import retrain as retrain_flow
@@ -243,7 +243,7 @@ def _launch(settings: Settings, url: str | None, deployment: str, parameters: di
     else exit 1). False means the caller runs the work itself."""
     import httpx
 
-    from tfrelease.orchestrator import launch_deployment, wait_for_run
+    from core.orchestrator import launch_deployment, wait_for_run
 
     if url is None:
         return False
@@ -274,8 +274,7 @@ def _launch(settings: Settings, url: str | None, deployment: str, parameters: di
 
 
 def _run_release(settings: Settings, name: str, version: int, *, reason: str, force: bool, wait: bool) -> None:
-    from deployments.schedule import RELEASE
-    from tfrelease.orchestrator import configure_prefect, reachable_prefect_api
+    from core.orchestrator import RELEASE, configure_prefect, reachable_prefect_api
 
     configure_prefect(settings)
     parameters = {"model": name, "version": version, "actor": _actor(), "reason": reason, "force": force}
@@ -366,12 +365,11 @@ def rollback(
     """
     settings = _settings()
     name = _model_name(settings, model)
-    from deployments.schedule import ROLLBACK
+    from core.orchestrator import ROLLBACK, reachable_prefect_api
     from registry.errors import RegistryError
     from tasks.rollback import RollbackRefused, rollback_model
-    from tasks.serving import ServingConfigError
+    from tasks.serving_config import ServingConfigError
     from tasks.serving_reload import ServingReloadError
-    from tfrelease.orchestrator import reachable_prefect_api
 
     parameters = {"model": name, "actor": _actor(), "reason": reason, "to_version": to}
     url = reachable_prefect_api()
@@ -386,7 +384,7 @@ def rollback(
         else:
             result = rollback_model(_store(settings), settings, name, actor=_actor(), reason=reason, to_version=to)
             if settings.slack.enabled:  # imported only then: the rollback path stays light
-                from tasks.announce import announce_rollback
+                from slackbot.announce import announce_rollback
 
                 announce_rollback(
                     settings, name, result.from_version, result.to_version, actor=_actor(), reason=reason, origin=None, run=None
@@ -407,7 +405,7 @@ def serve() -> None:
     PREFECT_API_URL (`prefect server start`): schedules on a temporary one would vanish.
     """
     settings = _settings()
-    from tfrelease.orchestrator import configure_prefect, reachable_prefect_api
+    from core.orchestrator import configure_prefect, reachable_prefect_api
 
     configure_prefect(settings)
     url = reachable_prefect_api()
@@ -450,7 +448,7 @@ def slack_app() -> None:
 
     from slack_bolt.error import BoltError
 
-    from deployments.slack_app import serve
+    from tfrelease.slack_app import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from registry.store import RegistryStore
 from tasks.checksum import file_sha256
-from tasks.serving import read_config
+from tasks.serving_config import read_config
 from tfrelease.cli import app
 
 runner = CliRunner()
@@ -127,7 +127,7 @@ def test_data_drop_rejects_an_unknown_corruption(settings):
 
 
 def test_a_bad_config_value_fails_at_start_naming_the_key(settings, monkeypatch):
-    from tfrelease.settings import get_settings
+    from core.settings import get_settings
 
     monkeypatch.setenv("TFRELEASE_MODELS__DIGITS__POLICY__MIN_ACCURACY", "1.5")
     get_settings.cache_clear()
@@ -137,7 +137,7 @@ def test_a_bad_config_value_fails_at_start_naming_the_key(settings, monkeypatch)
 
 
 def test_a_misspelt_key_in_tfrelease_toml_is_refused(settings, tmp_path, monkeypatch):
-    from tfrelease.settings import get_settings
+    from core.settings import get_settings
 
     (tmp_path / "tfrelease.toml").write_text('[models.digits.training]\nepoch = 3\n')
     get_settings.cache_clear()

@@ -26,7 +26,7 @@ def no_prefect_server(monkeypatch: pytest.MonkeyPatch):
 
 def with_schedule(settings, cron: str, tz: str):
     """``settings`` with a nightly schedule."""
-    from tfrelease.settings import load_settings
+    from core.settings import load_settings
 
     return load_settings(home=settings.home, models=settings.models, schedule={"cron": cron, "timezone": tz})
 
@@ -46,7 +46,7 @@ def next_runs(deployment, start: datetime, n: int) -> list[datetime]:
 
 
 def test_one_nightly_deployment_per_model_plus_release_and_rollback(settings):
-    from tfrelease.settings import load_settings
+    from core.settings import load_settings
 
     two_models = load_settings(home=settings.home, models={"digits": {}, "letters": {}})
     deployments = by_name(build_deployments(two_models))
@@ -148,7 +148,7 @@ def test_the_missing_hour_runs_an_hour_early(settings):
 @pytest.mark.parametrize(("cron", "tz"), [("0 25 * * *", "UTC"), ("0 2 * *", "UTC"), ("0 2 * * *", "Mars/Olympus_Mons")])
 def test_bad_cron_or_zone_is_refused_before_serving(settings, cron, tz):
     # By the settings (ConfigError) when they check it, else when the deployments are built.
-    from tfrelease.settings import ConfigError
+    from core.settings import ConfigError
 
     with pytest.raises((ConfigError, ValueError)):
         build_deployments(with_schedule(settings, cron, tz))

@@ -26,9 +26,9 @@ from uuid import UUID
 import pytest
 
 from registry.store import RegistryStore
-from tasks.notify import ActionValue, MessageRef, RollbackValue, SlackMessage
-from tasks.serving import read_config
-from tasks.slack_messages import posted_message
+from slackbot.messages import ActionValue, MessageRef, RollbackValue, SlackMessage
+from slackbot.posted import posted_message
+from tasks.serving_config import read_config
 from tests.postgres import fresh_postgres_database
 from tests.prefect_server import PrefectServer, free_port, start, stop
 from tests.slack.signed import click_payload, post_signed

@@ -32,7 +32,7 @@ CHILD = textwrap.dedent(
     from registry.store import RegistryStore
     from tasks.register import Lineage, register_candidate
     from tasks.train import train_model
-    from tfrelease.settings import ModelSettings, TrainingParams, get_settings
+    from core.settings import ModelSettings, TrainingParams, get_settings
 
     ready = Path(sys.argv[1])
     def hang(path):

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from registry.store import RegistryStore
-from tasks.notify import ClickedMessage, SlackMessage
+from slackbot.messages import ClickedMessage, SlackMessage
 from tasks.release import switch_to_version
 from tests.flows.test_release_rollback import register_copy
 from tests.slack.standin import SlackStandin
@@ -30,7 +30,7 @@ CLICKED = ClickedMessage(
 
 @pytest.fixture
 def slack_settings(settings, slack_standin: SlackStandin, monkeypatch):
-    from tfrelease.settings import get_settings
+    from core.settings import get_settings
 
     monkeypatch.setenv("TFRELEASE_SLACK__BOT_TOKEN", "xoxb-test")
     monkeypatch.setenv("TFRELEASE_SLACK__CHANNEL", CHANNEL)

@@ -14,12 +14,19 @@ import pytest
 from registry.models import VersionStatus
 from registry.store import RegistryStore
 from tasks.checksum import file_sha256, tree_sha256
-from tasks.data import LABEL, PIXELS, DataFolders, ensure_bundled_holdout, frame_to_arrays, read_batch
+from tasks.data import (
+    LABEL,
+    PIXELS,
+    DataFolders,
+    ensure_bundled_holdout,
+    frame_to_arrays,
+    read_batch,
+)
 from tasks.evaluate import SmokeTestError, evaluate_version
 from tasks.integrity import VersionFilesError
 from tasks.release import check_release, smoke_test_version, switch_to_version
 from tasks.rollback import RollbackRefused, rollback_model
-from tasks.serving import read_config
+from tasks.serving_config import read_config
 from tasks.serving_reload import ServingReloadError
 from tests.serving.fake_serving import FakeServing, serve_fake
 
@@ -180,7 +187,7 @@ def test_rollback_refuses_a_version_that_never_was_in_production(settings, expor
 
 
 def test_release_pushes_to_tf_serving_and_a_load_error_restores_everything(settings, exported_digits, monkeypatch):
-    from tfrelease.settings import get_settings
+    from core.settings import get_settings
 
     fake = FakeServing(load_seconds=0.1)
     with serve_fake(fake) as address:

@@ -9,7 +9,7 @@ import pytest
 
 from registry.store import RegistryStore
 from tasks.data import DataFolders, drop_bundled_batch
-from tasks.serving import read_config
+from tasks.serving_config import read_config
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -93,7 +93,7 @@ def test_a_corrupt_batch_is_quarantined_and_changes_nothing_else(settings):
 
 
 def test_a_night_without_new_data_trains_nothing(settings, tmp_path, monkeypatch, digits_split):
-    from tfrelease.settings import get_settings
+    from core.settings import get_settings
 
     holdout, _ = digits_split
     holdout_path = tmp_path / "holdout.parquet"
@@ -114,7 +114,7 @@ def test_a_night_without_new_data_trains_nothing(settings, tmp_path, monkeypatch
 def slack_on(settings, slack_standin, monkeypatch):
     """Slack on, talking to the stand-in; returns a function giving settings with more
     TFRELEASE_* variables set."""
-    from tfrelease.settings import get_settings
+    from core.settings import get_settings
 
     def configure(**variables: str):
         for key, value in {
@@ -131,7 +131,7 @@ def slack_on(settings, slack_standin, monkeypatch):
 
 
 def test_approval_request_reaches_slack_when_policy_always_asks(slack_on, slack_standin):
-    from tfrelease.settings import get_settings
+    from core.settings import get_settings
 
     slack_on(TFRELEASE_MODELS__DIGITS__POLICY__APPROVAL="always")
 

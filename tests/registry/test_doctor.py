@@ -11,9 +11,17 @@ import pytest
 
 from registry.models import VersionStatus
 from registry.store import RegistryStore
-from tasks.doctor import FAILED_BY_DOCTOR, Drift, DriftKind, RepairAction, find_drift, repair
+from tasks.doctor import (
+    FAILED_BY_DOCTOR,
+    Drift,
+    DriftKind,
+    RepairAction,
+    find_drift,
+    repair,
+)
 from tasks.retention import apply_gc, plan_gc
-from tasks.serving import ServedModel, read_config, served_models, sync_serving_config, write_config
+from tasks.serving import served_models, sync_serving_config
+from tasks.serving_config import ServedModel, read_config, write_config
 from tests.registry.conftest import fake_saved_model, new_version, registration_fields
 
 WHO = {"actor": "tester", "reason": "test"}

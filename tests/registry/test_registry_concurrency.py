@@ -27,7 +27,14 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import Session, select
 
 from registry.errors import AliasNotFound, IllegalTransition
-from registry.models import PREVIOUS, PRODUCTION, AuditAction, AuditEventRecord, ModelAlias, VersionStatus
+from registry.models import (
+    PREVIOUS,
+    PRODUCTION,
+    AuditAction,
+    AuditEventRecord,
+    ModelAlias,
+    VersionStatus,
+)
 from registry.store import RegistryStore
 from tests.registry.conftest import register
 

@@ -9,8 +9,21 @@ import pytest
 from sqlalchemy import delete, insert, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from registry.errors import AliasNotFound, IllegalTransition, RegistryError, VersionConflict, VersionNotFound
-from registry.models import PREVIOUS, PRODUCTION, AuditAction, AuditEvent, ModelAlias, ModelVersionRecord
+from registry.errors import (
+    AliasNotFound,
+    IllegalTransition,
+    RegistryError,
+    VersionConflict,
+    VersionNotFound,
+)
+from registry.models import (
+    PREVIOUS,
+    PRODUCTION,
+    AuditAction,
+    AuditEvent,
+    ModelAlias,
+    ModelVersionRecord,
+)
 from registry.models import VersionStatus as S
 
 WHO = {"actor": "alice", "reason": "because", "flow_run_id": "run-42"}

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import grpc
 
-from tasks.serving import ServedModel, from_proto
+from tasks.serving_config import ServedModel, from_proto
 from tasks.serving_reload import model_service_protos
 
 _protos = model_service_protos()

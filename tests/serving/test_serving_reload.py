@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.serving import ServedModel
+from tasks.serving_config import ServedModel
 from tasks.serving_reload import (
     ServingReloadError,
     _config,

@@ -15,7 +15,7 @@ from urllib.error import HTTPError
 from urllib.parse import quote
 from urllib.request import Request, urlopen
 
-from tasks.notify import MessageRef, SlackMessage
+from slackbot.messages import MessageRef, SlackMessage
 
 
 def click_payload(

@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
-from tasks.decide import Outcome, decide
-from tasks.evaluate import Metrics
-from tasks.notify import (
+from core.settings import ReleasePolicy, SlackSettings
+from slackbot.messages import (
     ActionValue,
     ApprovalRequest,
     approval_block_id,
@@ -21,8 +20,9 @@ from tasks.notify import (
     promoted_message,
     rejected_message,
 )
+from tasks.decide import Outcome, decide
+from tasks.evaluate import Metrics
 from tests.slack.standin import SlackStandin
-from tfrelease.settings import ReleasePolicy, SlackSettings
 
 CHANNEL = "C0RELEASES"
 TOKEN = "xoxb-test-token"
@@ -69,7 +69,7 @@ def buttons(blocks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def assert_within_slack_limits(blocks: list[dict[str, Any]]) -> None:
-    """Block Kit limits from docs.slack.dev/reference/block-kit (see tasks/notify.py)."""
+    """Block Kit limits from docs.slack.dev/reference/block-kit (see slackbot/messages.py)."""
     assert len(blocks) <= 50
     ids = [b["block_id"] for b in blocks if "block_id" in b]
     assert len(ids) == len(set(ids)), "block_ids must be unique within a message"
@@ -205,38 +205,38 @@ def test_mrkdwn_control_characters_are_escaped():
 
 def test_slack_api_error_returns_none_and_warns(slack_standin: SlackStandin, caplog: pytest.LogCaptureFixture):
     slack_standin.fail("chat.postMessage", "channel_not_found")
-    with caplog.at_level(logging.WARNING, logger="tasks.notify"):
+    with caplog.at_level(logging.WARNING, logger="slackbot.messages"):
         assert post_message(slack(slack_standin), approval_request_message(request())) is None
     assert len(slack_standin.calls("chat.postMessage")) == 1
-    (warning,) = [r for r in caplog.records if r.name == "tasks.notify" and r.levelno == logging.WARNING]
+    (warning,) = [r for r in caplog.records if r.name == "slackbot.messages" and r.levelno == logging.WARNING]
     assert "channel_not_found" in warning.getMessage() and CHANNEL in warning.getMessage()
     assert TOKEN not in caplog.text
 
 
 def test_http_error_returns_none_and_warns(slack_standin: SlackStandin, caplog: pytest.LogCaptureFixture):
     slack_standin.fail("chat.postMessage", "internal_error", status=500)
-    with caplog.at_level(logging.WARNING, logger="tasks.notify"):
+    with caplog.at_level(logging.WARNING, logger="slackbot.messages"):
         assert post_message(slack(slack_standin), approval_request_message(request())) is None
-    assert any(r.name == "tasks.notify" and "internal_error" in r.getMessage() for r in caplog.records)
+    assert any(r.name == "slackbot.messages" and "internal_error" in r.getMessage() for r in caplog.records)
 
 
 def test_timeout_returns_none_and_warns(slack_standin: SlackStandin, caplog: pytest.LogCaptureFixture):
     slack_standin.delay("chat.postMessage", 3.0)
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="tasks.notify"):
+    with caplog.at_level(logging.WARNING, logger="slackbot.messages"):
         assert post_message(slack(slack_standin, timeout=1.0), approval_request_message(request())) is None
     assert time.monotonic() - started < 2.9  # gave up at the client timeout, not the server's answer
     assert len(slack_standin.calls("chat.postMessage")) == 1
-    (warning,) = [r for r in caplog.records if r.name == "tasks.notify" and r.levelno == logging.WARNING]
+    (warning,) = [r for r in caplog.records if r.name == "slackbot.messages" and r.levelno == logging.WARNING]
     assert "timed out" in warning.getMessage().lower()
 
 
 def test_unreachable_slack_returns_none_and_warns(caplog: pytest.LogCaptureFixture):
     with SlackStandin() as gone:
         settings = slack(gone, timeout=1.0)
-    with caplog.at_level(logging.WARNING, logger="tasks.notify"):
+    with caplog.at_level(logging.WARNING, logger="slackbot.messages"):
         assert post_message(settings, approval_request_message(request())) is None
-    assert any(r.name == "tasks.notify" and r.levelno == logging.WARNING for r in caplog.records)
+    assert any(r.name == "slackbot.messages" and r.levelno == logging.WARNING for r in caplog.records)
 
 
 @pytest.mark.parametrize("token, channel", [(None, CHANNEL), (TOKEN, None), (TOKEN, "")])

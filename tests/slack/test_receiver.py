@@ -23,18 +23,28 @@ from typing import Any
 
 import pytest
 
-from deployments.slack_app import build_app, make_http_server
+from core.settings import Settings
 from registry.store import RegistryStore
+from slackbot.messages import (
+    ActionValue,
+    ApprovalRequest,
+    MessageRef,
+    RollbackValue,
+    SlackMessage,
+    promoted_message,
+    send_message,
+)
+from slackbot.posted import posted_message
+from slackbot.night import decision_announcer
+from slackbot.receiver import make_http_server
+from tfrelease.slack_app import build_app
 from tasks.decide import Decision, Outcome
 from tasks.evaluate import Metrics
-from tasks.notify import ActionValue, ApprovalRequest, MessageRef, RollbackValue, SlackMessage, promoted_message, send_message
 from tasks.release import act_on_decision, switch_to_version
-from tasks.serving import read_config
-from tasks.slack_messages import posted_message
+from tasks.serving_config import read_config
 from tests.flows.test_release_rollback import register_copy
 from tests.slack.signed import click_payload, post_signed
 from tests.slack.standin import SlackStandin
-from tfrelease.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CHANNEL = "C0RELEASES"
@@ -99,7 +109,7 @@ def serve_receiver(settings: Settings, standin: SlackStandin, *, use_prefect: bo
 def slack_env(settings, slack_standin, monkeypatch) -> Settings:
     """Settings with Slack on (the stand-in), a signing secret and approvers ALICE and BOB
     (BOB for digits only) plus the members of GROUP."""
-    from tfrelease.settings import get_settings
+    from core.settings import get_settings
 
     for key, value in {
         "BOT_TOKEN": "xoxb-test-token",
@@ -134,7 +144,8 @@ def request_approval(running: Running, exported: Path) -> tuple[int, tuple[Messa
     """A new version awaiting approval, through the nightly decision path (which posts and records the request)."""
     version = register_copy(running.store, running.settings, exported)
     decision = Decision(outcome=Outcome.REQUEST_APPROVAL, reasons=["policy: a human approves every release"])
-    act_on_decision(running.store, running.settings, running.store.get_version("digits", version), decision, None)
+    candidate = running.store.get_version("digits", version)
+    act_on_decision(running.store, running.settings, candidate, decision, None, decision_announcer(running.settings))
     posted = posted_message(running.settings.home, "digits", version)
     assert posted is not None
     return version, (MessageRef(channel=posted.channel, ts=posted.ts), posted.message)
@@ -296,14 +307,14 @@ def test_a_failed_release_shows_its_error_in_slack_and_the_log(receiver: Running
     version, posted = request_approval(receiver, exported_digits)
     (receiver.settings.model_store / "digits" / str(version) / "saved_model.pb").write_bytes(b"tampered")
 
-    with caplog.at_level(logging.ERROR, logger="deployments.slack_app"):
+    with caplog.at_level(logging.ERROR, logger="slackbot.receiver"):
         assert receiver.click("approve", ActionValue(model="digits", version=version).dump(), posted)[0] == 200
         wait_until(lambda: len(updates(receiver.standin)) == 2)
 
     failed = updates(receiver.standin)[1]
     assert failed["text"].startswith(f"digits v{version} release failed: VersionFilesError: ") and not actions(failed)
     assert f"tfrelease release {version} --model digits" in failed["blocks"][1]["text"]["text"]
-    (logged,) = [r for r in caplog.records if r.name == "deployments.slack_app" and r.levelno == logging.ERROR]
+    (logged,) = [r for r in caplog.records if r.name == "slackbot.receiver" and r.levelno == logging.ERROR]
     assert logged.exc_info and f"release of digits v{version}" in logged.getMessage()
     assert receiver.store.get_version("digits", version).status.value == "approved" and receiver.production() is None
 
@@ -312,21 +323,21 @@ def test_a_malformed_click_is_acknowledged_and_its_error_shown_to_the_clicker(re
     version, posted = request_approval(receiver, exported_digits)
     before = receiver.store.list_events("digits")
 
-    with caplog.at_level(logging.ERROR, logger="deployments.slack_app"):
+    with caplog.at_level(logging.ERROR, logger="slackbot.receiver"):
         status, seconds = receiver.click("approve", "not json", posted)
         # Bolt 1.30 resets the ack of a listener that raises after it: a 404 three seconds later if it loses the race.
         assert status == 200 and seconds < 1.5
         (answer,) = wait_until(lambda: ephemerals(receiver.standin))
 
     assert answer["user"] == ALICE and answer["text"].startswith("tfrelease could not handle this click: ValidationError")
-    assert any(r.exc_info for r in caplog.records if r.name == "deployments.slack_app")
+    assert any(r.exc_info for r in caplog.records if r.name == "slackbot.receiver")
     assert receiver.store.list_events("digits") == before and updates(receiver.standin) == []
 
 
 def test_every_new_message_fits_slack_limits_and_has_a_fallback_text():
     from datetime import UTC, datetime
 
-    from tasks import notify
+    from slackbot import messages as notify
     from tests.slack.test_notify import assert_within_slack_limits, request
 
     at = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
@@ -372,7 +383,7 @@ def test_with_a_reachable_prefect_server_the_release_runs_as_a_flow(slack_env, s
 
 def test_the_receiver_imports_neither_tensorflow_nor_great_expectations():
     code = (
-        "import sys, deployments.slack_app\n"
+        "import sys, tfrelease.slack_app\n"
         "heavy = [m for m in ('tensorflow', 'keras', 'great_expectations') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from core.settings import ReleasePolicy
 from tasks.decide import Outcome, decide
 from tasks.evaluate import Metrics
-from tfrelease.settings import ReleasePolicy
 
 
 def metrics(accuracy: float, recall: float = 0.95, worst: float | None = None) -> Metrics:

@@ -9,7 +9,13 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from tasks.serving import ServedModel, ServingConfigError, read_config, render_config, write_config
+from tasks.serving_config import (
+    ServedModel,
+    ServingConfigError,
+    read_config,
+    render_config,
+    write_config,
+)
 
 
 def test_config_parses_as_tf_serving_proto_with_specific_versions_and_stable_label(tmp_path: Path):

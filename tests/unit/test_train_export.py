@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.settings import TrainingParams
 from tasks.data import LABEL, PIXELS, frame_to_arrays
 from tasks.evaluate import compute_metrics, evaluate_version, saved_model_probabilities
 from tasks.export import ExportError, export_saved_model
 from tasks.train import predict_probabilities, train_model
-from tfrelease.settings import TrainingParams
 
 
 def test_model_trained_on_first_batch_beats_the_floor_on_held_out_digits(trained_digits, digits_split):

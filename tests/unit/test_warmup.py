@@ -176,9 +176,9 @@ def test_warmup_is_never_written_where_no_saved_model_folder_exists(holdout_rows
 
 
 def test_register_candidate_exports_warmup_from_the_holdout(settings, trained_digits, digits_split):
+    from core.settings import ModelSettings
     from registry.store import RegistryStore
     from tasks.register import Lineage, register_candidate
-    from tfrelease.settings import ModelSettings
 
     holdout, _ = digits_split
     features, labels = frame_to_arrays(holdout, PIXELS, LABEL)

@@ -33,10 +33,10 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 from slack_sdk.web import SlackResponse
 
+from core.orchestrator import FlowRunRef
+from core.settings import SlackSettings
 from tasks.decide import Decision
 from tasks.evaluate import Metrics
-from tfrelease.orchestrator import FlowRunRef
-from tfrelease.settings import SlackSettings
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tfrelease.settings import Settings
+from core.settings import Settings
+
+# The release and rollback deployments, as ``run_deployment`` names them ("<flow>/<deployment>");
+# deployments/schedule.py builds them, the CLI and the Slack receiver start their runs.
+RELEASE_DEPLOYMENT = "release"
+ROLLBACK_DEPLOYMENT = "rollback"
+RELEASE = f"release/{RELEASE_DEPLOYMENT}"
+ROLLBACK = f"rollback/{ROLLBACK_DEPLOYMENT}"
 
 # Prefect's temporary server needs 12-16 s to start on a 2-core machine; its default
 # start-up timeout (20 s) leaves too little margin.

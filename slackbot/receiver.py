@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,11 +40,19 @@ from slack_bolt.request import BoltRequest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from core.orchestrator import RELEASE, ROLLBACK
+from core.settings import ConfigError, Settings
 from registry.errors import IllegalTransition, VersionNotFound
 from registry.models import VersionStatus
 from registry.store import RegistryStore
-from tasks.announce import announce_release, announce_release_failure, announce_rollback, announce_rollback_failure, is_refusal
-from tasks.notify import (
+from slackbot.announce import (
+    announce_release,
+    announce_release_failure,
+    announce_rollback,
+    announce_rollback_failure,
+    is_refusal,
+)
+from slackbot.messages import (
     APPROVE_ACTION_ID,
     REJECT_ACTION_ID,
     ROLLBACK_ACTION_ID,
@@ -59,9 +67,11 @@ from tasks.notify import (
     rollback_requested_update,
     update_message,
 )
-from tfrelease.settings import ConfigError, Settings
 
 logger = logging.getLogger(__name__)
+
+FlowLoaders = Mapping[str, Callable[[], Any]]
+"""Deployment name (``release/release``) -> a function returning its Prefect flow."""
 
 EVENTS_PATH = "/slack/events"
 
@@ -103,6 +113,9 @@ class Click:
 class Receiver:
     """What the click handlers share.
 
+    ``flows`` loads the release and rollback flows (by deployment name, ``core.orchestrator.RELEASE``
+    and ``ROLLBACK``) for the runs made in this process; the process that serves the receiver
+    provides them (``tfrelease.slack_app``), since flows sit above this package.
     ``use_prefect``: True runs releases and rollbacks through the Prefect server (flow runs
     read ``get_settings()``, so ``settings`` must be those), False runs their steps here
     directly, None decides on each click: Prefect when a server answers (``reachable_prefect_api``).
@@ -110,6 +123,7 @@ class Receiver:
 
     settings: Settings
     client: WebClient
+    flows: FlowLoaders
     use_prefect: bool | None = None
 
     def refusal(self, user: str, model: str) -> str | None:
@@ -145,7 +159,7 @@ class Receiver:
         post_ephemeral(self.settings.slack, click.channel, click.user, text)
 
     def update(self, click: Click, message: SlackMessage) -> None:
-        """Replace the clicked message (never raises; a failure is logged by tasks.notify)."""
+        """Replace the clicked message (never raises; a failure is logged by slackbot.messages)."""
         update_message(self.settings.slack, click.channel, click.message_ts, message)
 
     @contextmanager
@@ -159,7 +173,7 @@ class Receiver:
     def prefect(self) -> bool:
         if self.use_prefect is not None:
             return self.use_prefect
-        from tfrelease.orchestrator import reachable_prefect_api
+        from core.orchestrator import reachable_prefect_api
 
         return reachable_prefect_api() is not None
 
@@ -175,11 +189,9 @@ class Receiver:
             Whatever starting the flow run, or the steps run here, raise; see
             ``flows.release`` and ``tasks.release``.
         """
-        from deployments.schedule import RELEASE
-
         self.update(click, approved_update(click.message, model, version, click.user, datetime.now(UTC)))
         parameters = {"model": model, "version": version, "actor": click.actor, "reason": reason}
-        if self.through_prefect(click, RELEASE, _release_flow, parameters, f"release of {model} v{version}"):
+        if self.through_prefect(click, RELEASE, parameters, f"release of {model} v{version}"):
             return
         from tasks.release import release_version
 
@@ -200,12 +212,10 @@ class Receiver:
         Raises:
             Whatever starting the flow run, or ``tasks.rollback.rollback_model`` run here, raise.
         """
-        from deployments.schedule import ROLLBACK
-
         model, from_version, to_version = target.model, target.from_version, target.to_version
         self.update(click, rollback_requested_update(click.message, model, from_version, to_version, click.user, datetime.now(UTC)))
         parameters = {"model": model, "actor": click.actor, "reason": reason, "to_version": to_version, "from_version": from_version}
-        if self.through_prefect(click, ROLLBACK, _rollback_flow, parameters, f"rollback of {model} to v{to_version}"):
+        if self.through_prefect(click, ROLLBACK, parameters, f"rollback of {model} to v{to_version}"):
             return
         from tasks.rollback import rollback_model
 
@@ -218,14 +228,12 @@ class Receiver:
             origin=click.origin, run=None,
         )
 
-    def through_prefect(
-        self, click: Click, deployment: str, load_flow: Callable[[], Any], parameters: dict[str, Any], what: str
-    ) -> bool:
+    def through_prefect(self, click: Click, deployment: str, parameters: dict[str, Any], what: str) -> bool:
         """Run ``what`` through the Prefect server; False, doing nothing, when none answers.
 
         A run of ``deployment`` is started and not waited for; the clicker is told its name and
         link (ephemerally: the message itself waits for the outcome, which the run writes).
-        When nobody serves the deployment, the flow (``load_flow()``) runs here instead,
+        When nobody serves the deployment, its flow (``self.flows[deployment]()``) runs here instead,
         against the server, and reports the same way. ``parameters`` get the clicked message
         as ``slack_origin``.
 
@@ -234,7 +242,7 @@ class Receiver:
         """
         if not self.prefect():
             return False
-        from tfrelease.orchestrator import launch_deployment
+        from core.orchestrator import launch_deployment
 
         parameters = {**parameters, "slack_origin": click.origin.model_dump(mode="json")}
         run = launch_deployment(self.settings, deployment, parameters)
@@ -243,25 +251,13 @@ class Receiver:
             self.answer(click, f"The {what} runs as flow run {run.name} ({run.url or run.id}); this message will show its outcome.")
             return True
         logger.warning("nobody serves %s: the %s runs in this process", deployment, what)
-        state = asyncio.run(load_flow()(**parameters, return_state=True))
+        state = asyncio.run(self.flows[deployment]()(**parameters, return_state=True))
         if state.is_completed():
             logger.info("%s, by %s: %s", what, click.actor, state.message or state.name)
         else:  # already in the clicked message, written by the flow's hook
             error = state.result(raise_on_failure=False)
             logger.error("%s, by %s, ended %s", what, click.actor, state.name, exc_info=error if isinstance(error, BaseException) else None)
         return True
-
-
-def _release_flow() -> Any:
-    from flows.release import release
-
-    return release
-
-
-def _rollback_flow() -> Any:
-    from flows.rollback import rollback
-
-    return rollback
 
 
 # ---------------------------------------------------------------- the work behind each button
@@ -406,10 +402,10 @@ def ignore_retries(req: BoltRequest, next: Callable[[], BoltResponse]) -> BoltRe
     return next()
 
 
-def register(app: App, settings: Settings, *, use_prefect: bool | None = None) -> Receiver:
+def register(app: App, settings: Settings, *, flows: FlowLoaders, use_prefect: bool | None = None) -> Receiver:
     """Wire the ``approve``, ``reject`` and ``rollback`` buttons and the retry filter into
     ``app``; return the :class:`Receiver` the handlers share."""
-    receiver = Receiver(settings=settings, client=app.client, use_prefect=use_prefect)
+    receiver = Receiver(settings=settings, client=app.client, flows=flows, use_prefect=use_prefect)
     app.use(ignore_retries)
 
     @app.action(APPROVE_ACTION_ID)
@@ -449,7 +445,9 @@ def run_handler(handler: Callable[[Receiver, Click], None], receiver: Receiver, 
             post_ephemeral(receiver.settings.slack, channel, user, text)
 
 
-def build_app(settings: Settings, *, use_prefect: bool | None = None, verify_token: bool = False) -> App:
+def build_app(
+    settings: Settings, *, flows: FlowLoaders, use_prefect: bool | None = None, verify_token: bool = False
+) -> App:
     """A Bolt app for ``settings.slack`` with the handlers registered (see :func:`register`).
 
     Calls Slack only when ``verify_token`` (auth.test now, to fail fast on a bad token);
@@ -479,7 +477,7 @@ def build_app(settings: Settings, *, use_prefect: bool | None = None, verify_tok
         token_verification_enabled=verify_token,
         process_before_response=False,  # answer at ack(), work on Bolt's thread pool
     )
-    register(app, settings, use_prefect=use_prefect)
+    register(app, settings, flows=flows, use_prefect=use_prefect)
     return app
 
 
@@ -500,7 +498,7 @@ def make_http_server(app: App, host: str, port: int) -> WSGIServer:
     )
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, flows: FlowLoaders) -> None:
     """Run the receiver until interrupted: Socket Mode when ``slack.app_token`` is set, else
     HTTP on ``slack.host:slack.port`` at ``/slack/events``.
 
@@ -512,10 +510,10 @@ def serve(settings: Settings) -> None:
         ConfigError: see :func:`build_app`.
         slack_bolt.error.BoltError: Slack refused the bot token.
     """
-    from tfrelease.orchestrator import configure_prefect
+    from core.orchestrator import configure_prefect
 
     configure_prefect(settings)
-    app = build_app(settings, verify_token=True)
+    app = build_app(settings, flows=flows, verify_token=True)
     if settings.slack.app_token is not None:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 

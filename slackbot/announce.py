@@ -8,15 +8,17 @@ posts a new message to the channel.
 The flows call these at their end and from their failure hooks; the Slack receiver calls
 them itself when it runs the steps without Prefect.
 
-Nothing here raises for Slack (see ``tasks.notify``); with Slack off nothing is sent.
+Nothing here raises for Slack (see ``slackbot.messages``); with Slack off nothing is sent.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from core.orchestrator import FlowRunRef
+from core.settings import Settings
 from registry.errors import RegistryError
-from tasks.notify import (
+from slackbot.messages import (
     ClickedMessage,
     SlackMessage,
     describe_error,
@@ -25,15 +27,13 @@ from tasks.notify import (
     release_failed_update,
     released_message,
     released_update,
+    rollback_failed_update,
     rolled_back_message,
     rolled_back_update,
-    rollback_failed_update,
     run_failed_message,
     update_message,
 )
 from tasks.rollback import RollbackRefused, StaleRollback
-from tfrelease.orchestrator import FlowRunRef
-from tfrelease.settings import Settings
 
 
 def announce_release(
@@ -60,7 +60,7 @@ def announce_release_failure(
         message = release_failed_update(origin.message, model, version, described, step=step, run=run)
         update_message(settings.slack, origin.channel, origin.ts, message)
     else:
-        post_message(settings.slack, _failed_run(model, f"release of v{version}", described, step, run))
+        post_message(settings.slack, failed_run_message(model, f"release of v{version}", described, step, run))
 
 
 def announce_rollback(
@@ -92,7 +92,7 @@ def announce_rollback_failure(
         message = rollback_failed_update(origin.message, model, from_version, to_version, describe_error(error), step=step, run=run)
         update_message(settings.slack, origin.channel, origin.ts, message)
     else:
-        post_message(settings.slack, _failed_run(model, "rollback", describe_error(error), step, run))
+        post_message(settings.slack, failed_run_message(model, "rollback", describe_error(error), step, run))
 
 
 def is_refusal(error: BaseException | object) -> bool:
@@ -101,7 +101,8 @@ def is_refusal(error: BaseException | object) -> bool:
     return isinstance(error, (RollbackRefused, RegistryError))
 
 
-def _failed_run(model: str, flow: str, error: str, step: str | None, run: FlowRunRef | None) -> SlackMessage:
+def failed_run_message(model: str, flow: str, error: str, step: str | None, run: FlowRunRef | None) -> SlackMessage:
+    """The message of a failed ``flow`` run (``run``, when known) at ``step``, with ``error``."""
     return run_failed_message(
         model, error, run_name=run.name if run else None, flow_run_url=run.url if run else None, step=step, flow=flow
     )

@@ -33,7 +33,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from tasks.notify import (
+from core.settings import Settings
+from slackbot.messages import (
     ApprovalRequest,
     MessageRef,
     SlackMessage,
@@ -42,7 +43,6 @@ from tasks.notify import (
     superseded_update,
     update_message,
 )
-from tfrelease.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def posted_message(home: Path, model: str, version: int) -> PostedMessage | None
 def post_approval_request(settings: Settings, request: ApprovalRequest) -> MessageRef | None:
     """Post ``request``'s approval message to the configured channel and record where it went.
 
-    Returns None when Slack is off or the post failed (logged by ``tasks.notify``); nothing is
+    Returns None when Slack is off or the post failed (logged by ``slackbot.messages``); nothing is
     recorded then.
     """
     message = approval_request_message(request)
