@@ -46,9 +46,8 @@ from typing import Any
 from sqlalchemy import create_engine, func, insert, select
 from sqlalchemy.engine import Engine, make_url
 
+from registry.lifecycle import PREVIOUS, PRODUCTION
 from registry.models import (
-    PREVIOUS,
-    PRODUCTION,
     AuditAction,
     AuditEvent,
     ModelAlias,

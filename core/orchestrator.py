@@ -1,5 +1,5 @@
 """How tfrelease reaches Prefect: a server at PREFECT_API_URL, or a temporary one it starts;
-and how it starts a deployment's flow run there without waiting for it.
+how it starts a deployment's flow run there without waiting for it, and how it waits for one.
 
 The defaults of :func:`configure_prefect` must be in the environment before Prefect reads its
 settings, so they are applied before any flow module is imported; a user's own PREFECT_*
@@ -147,21 +147,46 @@ def launch_deployment(
     return flow_run_ref(settings, run)
 
 
-def wait_for_run(run: FlowRunRef, *, timeout_seconds: float, poll_seconds: float = 1.0) -> tuple[str, str | None]:
-    """Poll the Prefect server until ``run`` ends; returns its final state's (name, message).
+def wait_for_run(run: FlowRunRef, *, timeout_seconds: float) -> tuple[str, str | None]:
+    """Wait until ``run`` ends, with Prefect's own :func:`prefect.flow_runs.wait_for_flow_run`
+    (which follows the run's state-change events from the server), and return its final
+    state's (name, message), e.g. ``("Completed", None)`` or ``("Failed", "...")``.
+
+    Prefect's wait also gives up when the server closes its event stream cleanly; while time
+    remains, this waits again (after a 1 s pause) rather than report a timeout.
+    Call only after :func:`reachable_prefect_api` found a server.
 
     Raises:
-        TimeoutError: the run had not ended after ``timeout_seconds``.
-        httpx.HTTPError: the server stopped answering.
+        TimeoutError: the run had not ended after ``timeout_seconds`` (Prefect's
+            ``FlowRunWaitTimeout``); the message names the run and the state it is still in.
+        Exception: whatever Prefect's client raises when the server stops answering
+            (e.g. ``httpx.HTTPError``, a websockets ``ConnectionClosed``).
     """
-    from prefect import get_client
+    import asyncio
+    from uuid import UUID
 
+    from prefect import get_client
+    from prefect.exceptions import FlowRunWaitTimeout
+    from prefect.flow_runs import wait_for_flow_run
+
+    flow_run_id = UUID(run.id)
     deadline = time.monotonic() + timeout_seconds
-    with get_client(sync_client=True) as client:
-        while True:
-            state = client.read_flow_run(run.id).state
-            if state is not None and state.is_final():
-                return state.name, state.message
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{run} is still {state.name if state else 'pending'} after {timeout_seconds:.0f} s")
-            time.sleep(poll_seconds)
+
+    async def wait() -> tuple[str, str | None]:
+        async with get_client() as client:
+            while True:
+                remaining = deadline - time.monotonic()
+                try:
+                    flow_run = await wait_for_flow_run(flow_run_id, timeout=max(1, round(remaining)), client=client)
+                    break
+                except FlowRunWaitTimeout:
+                    if time.monotonic() < deadline - 1:  # the event stream ended early: wait again
+                        await asyncio.sleep(1)
+                        continue
+                    state = (await client.read_flow_run(flow_run_id)).state
+                    still = state.name if state else "pending"
+                    raise TimeoutError(f"{run} is still {still} after {timeout_seconds:.0f} s") from None
+        state = flow_run.state
+        return (state.name, state.message) if state is not None else ("Unknown", None)
+
+    return asyncio.run(wait())

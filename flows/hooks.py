@@ -7,7 +7,7 @@ from typing import Any
 
 from core.orchestrator import FlowRunRef, flow_run_ref
 from core.settings import Settings, get_settings
-from slackbot.messages import ClickedMessage
+from slackbot.payloads import ClickedMessage
 from tasks.steps import failed_step
 
 # (settings, the run's parameters, its error, the step that failed or None, the clicked

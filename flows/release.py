@@ -11,7 +11,7 @@ from core.settings import Settings, get_settings
 from flows.hooks import failure_hook
 from registry.store import RegistryStore
 from slackbot.announce import announce_release, announce_release_failure
-from slackbot.messages import ClickedMessage
+from slackbot.payloads import ClickedMessage
 from tasks.release import (
     ReleaseResult,
     check_release_task,

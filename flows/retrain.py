@@ -11,9 +11,11 @@ from core.orchestrator import FlowRunRef
 from core.settings import Settings, get_settings
 from expectations import suite_path
 from flows.hooks import failure_hook
+from registry.lifecycle import PRODUCTION
 from registry.store import RegistryStore
-from slackbot.messages import ClickedMessage
 from slackbot.night import announce_night_failure, decision_announcer
+from slackbot.payloads import ClickedMessage
+from tasks.comparison import Metrics
 from tasks.data import (
     DataFolders,
     collect_incoming_task,
@@ -25,7 +27,7 @@ from tasks.data import (
     load_training_set_task,
 )
 from tasks.decide import decide
-from tasks.evaluate import Metrics, evaluate_version_task
+from tasks.evaluate import evaluate_version_task
 from tasks.register import Lineage, register_candidate_task
 from tasks.release import act_on_decision_task
 from tasks.report import NightReport, publish_report_task
@@ -72,7 +74,7 @@ async def retrain(model: str = "digits") -> NightReport:
         trained = train_model_task(features, labels, config.training, config.num_classes, config.input_name)
 
         # 3. The baseline: today's production model, scored from its SavedModel on the same held-out set.
-        baseline = store.get_alias(model, "production")
+        baseline = store.get_alias(model, PRODUCTION)
         holdout = (holdout_features, holdout_labels)
         baseline_metrics = evaluate_version_task(Path(baseline.path), holdout, config.input_name) if baseline else None
 

@@ -11,7 +11,7 @@ from core.settings import Settings, get_settings
 from flows.hooks import failure_hook
 from registry.store import RegistryStore
 from slackbot.announce import announce_rollback, announce_rollback_failure
-from slackbot.messages import ClickedMessage
+from slackbot.payloads import ClickedMessage
 from tasks.retry_policy import retry_if_transient
 from tasks.rollback import RollbackResult, rollback_model
 from tasks.steps import step

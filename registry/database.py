@@ -8,6 +8,7 @@ which the store's version allocation relies on. Nothing here runs at import.
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -95,8 +97,32 @@ def upgrade_schema(engine: Engine) -> None:
     All migrations run in one transaction that first takes a database-wide lock (SQLite:
     ``BEGIN IMMEDIATE``; PostgreSQL: a transaction-scoped advisory lock), so processes that
     start together on a new database migrate one after the other instead of racing to
-    create the same tables; the later ones find the schema at head and do nothing.
+    create the same tables; the later ones find the schema at head and do nothing. On SQLite,
+    "database is locked" is retried for up to the busy timeout (30 s), see below.
+
+    Raises:
+        sqlalchemy.exc.OperationalError: the database cannot be reached, or (SQLite) stayed
+            locked for longer than the busy timeout.
     """
+    # SQLite: every new connection switches the database to WAL. While a brand-new database
+    # is still in rollback-journal mode, processes opening it together race for that switch,
+    # and SQLite refuses the losers at once with "database is locked", busy timeout or not
+    # (the switch upgrades a read lock to a write lock, which SQLite never waits for, since
+    # waiting could deadlock). The winner's switch turns the next try into a no-op: retry
+    # within the busy timeout. Upgrading is idempotent and all-or-nothing, so a retry is safe.
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            _upgrade_once(engine)
+            return
+        except OperationalError as error:
+            locked = engine.dialect.name == "sqlite" and "database is locked" in str(error.orig)
+            if not locked or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.05)
+
+
+def _upgrade_once(engine: Engine) -> None:
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")

@@ -1,4 +1,9 @@
-"""The version lifecycle: which status moves are allowed. Pure; no database."""
+"""The version lifecycle: allowed status moves, the status sets and alias names built on them.
+
+Pure; no database. The store (:mod:`registry.store`) enforces these rules in every write;
+tasks read the sets (which versions have files, which are superseded by a newer candidate)
+instead of spelling out statuses themselves.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,11 @@ from collections.abc import Mapping
 
 from registry.errors import IllegalTransition
 from registry.models import VersionStatus as S
+
+PRODUCTION = "production"
+"""Alias of the version TF Serving serves as ``stable``; at most one per model (primary key)."""
+PREVIOUS = "previous"
+"""Alias of the version that was production before the current one: the rollback target."""
 
 ALLOWED: Mapping[S, frozenset[S]] = {
     S.REGISTERING: frozenset({S.REGISTERED, S.FAILED}),
@@ -25,6 +35,24 @@ ALLOWED: Mapping[S, frozenset[S]] = {
 FORCE_ONLY: frozenset[tuple[S, S]] = frozenset({(S.REJECTED, S.PRODUCTION)})
 """Moves allowed only as a forced release (a human overriding a rejection)."""
 
+HAS_FILES: frozenset[S] = frozenset(
+    {
+        S.REGISTERED,
+        S.PENDING_APPROVAL,
+        S.APPROVED,
+        S.PRODUCTION,
+        S.ARCHIVED,
+        S.ROLLED_BACK,
+        S.REJECTED,
+        S.SUPERSEDED,
+    }
+)
+"""Statuses whose version folder should exist (registration completed, not yet deleted)."""
+
+SUPERSEDABLE: frozenset[S] = frozenset({S.PENDING_APPROVAL, S.APPROVED})
+"""Statuses of a candidate awaiting release: a newer candidate asking for approval, or a newer
+version promoted to production, moves every older one of these to ``superseded``."""
+
 
 def is_allowed(current: S, target: S, *, force: bool = False) -> bool:
     """Whether ``current -> target`` is allowed (``force`` unlocks the FORCE_ONLY moves)."""
@@ -32,7 +60,7 @@ def is_allowed(current: S, target: S, *, force: bool = False) -> bool:
 
 
 def check_transition(model: str, version: int, current: S, target: S, *, force: bool = False) -> None:
-    """Refuse a move the lifecycle does not allow.
+    """Refuse a move the lifecycle does not allow; return None when it is allowed.
 
     Raises:
         IllegalTransition: ``current -> target`` is not in ALLOWED, or is force-only and

@@ -2,8 +2,9 @@
 
 Each entity follows the SQLModel family pattern: a ``...Base`` with the shared columns, the
 ``table=True`` class the store writes, and a public ``...Record`` read model. Callers only
-ever see records (plain pydantic objects, detached from any session); only
-:class:`registry.store.RegistryStore` touches the table classes.
+ever see records (plain pydantic objects, detached from any session); only the registry store
+(:class:`registry.store.RegistryStore` and the modules it is made of) touches the table classes.
+The alias names and status sets live in :mod:`registry.lifecycle`.
 
 All timestamps are timezone-aware UTC (SQLModel's ``UTCDateTime`` column type stores them as
 ``TIMESTAMP WITH TIME ZONE`` on PostgreSQL and as UTC without offset on SQLite, and returns
@@ -20,11 +21,6 @@ import sqlalchemy as sa
 from pydantic import ConfigDict
 from sqlalchemy.orm import registry
 from sqlmodel import JSON, Field, SQLModel
-
-PRODUCTION = "production"
-"""Alias of the version TF Serving serves as ``stable``; at most one per model (primary key)."""
-PREVIOUS = "previous"
-"""Alias of the version that was production before the current one: the rollback target."""
 
 
 class VersionStatus(StrEnum):
@@ -209,3 +205,36 @@ class ModelLock(RegistryTable, table=True):
     purpose: str = Field(description="What it is held for, e.g. 'release of version 3'.")
     acquired_at: datetime
     expires_at: datetime
+
+
+class PostedMessageBase(SQLModel):
+    model_name: str
+    version: int = Field(description="The version the message is about.")
+    channel: str = Field(description="Slack channel id (C...), as chat.postMessage returned it.")
+    ts: str = Field(description="The message's Slack timestamp; with the channel, what chat.update needs.")
+    text: str = Field(description="The fallback text as posted.")
+    blocks: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON, description="The Block Kit blocks as posted.")
+    posted_at: datetime
+
+
+class PostedMessage(PostedMessageBase, RegistryTable, table=True):
+    """Where the approval request of a version was posted in Slack, and what it showed.
+
+    A newer candidate supersedes a pending one; the older request must then lose its buttons,
+    and chat.update replaces a whole message, so both its place and its content are kept. In the
+    registry, so that every machine running a nightly or the Slack receiver sees the same record.
+    """
+
+    __tablename__ = "posted_message"
+    __table_args__ = (
+        sa.ForeignKeyConstraint(["model_name", "version"], ["model_version.model_name", "model_version.version"]),
+    )
+
+    model_name: str = Field(primary_key=True)
+    version: int = Field(primary_key=True)
+
+
+class PostedMessageRecord(PostedMessageBase):
+    """A posted message as read from the registry."""
+
+    model_config = ConfigDict(frozen=True)

@@ -8,7 +8,7 @@ posts a new message to the channel.
 The flows call these at their end and from their failure hooks; the Slack receiver calls
 them itself when it runs the steps without Prefect.
 
-Nothing here raises for Slack (see ``slackbot.messages``); with Slack off nothing is sent.
+Nothing here raises for Slack (see ``slackbot.client``); with Slack off nothing is sent.
 """
 
 from __future__ import annotations
@@ -18,20 +18,14 @@ from datetime import UTC, datetime
 from core.orchestrator import FlowRunRef
 from core.settings import Settings
 from registry.errors import RegistryError
-from slackbot.messages import (
-    ClickedMessage,
-    SlackMessage,
-    describe_error,
-    post_ephemeral,
-    post_message,
+from slackbot.client import post_ephemeral, post_message, update_message
+from slackbot.messages import released_message, rolled_back_message, run_failed_message
+from slackbot.payloads import ClickedMessage, SlackMessage
+from slackbot.updates import (
     release_failed_update,
-    released_message,
     released_update,
     rollback_failed_update,
-    rolled_back_message,
     rolled_back_update,
-    run_failed_message,
-    update_message,
 )
 from tasks.rollback import RollbackRefused, StaleRollback
 
@@ -106,3 +100,8 @@ def failed_run_message(model: str, flow: str, error: str, step: str | None, run:
     return run_failed_message(
         model, error, run_name=run.name if run else None, flow_run_url=run.url if run else None, step=step, flow=flow
     )
+
+
+def describe_error(error: BaseException | object) -> str:
+    """``"<type>: <message>"`` for an exception (as a failed run's state holds it), else ``str(error)``."""
+    return f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)

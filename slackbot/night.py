@@ -4,7 +4,7 @@ A decision (:func:`decision_announcer`) is posted as promoted (with a Roll back 
 approval request (recorded, so that a newer request can mark it superseded; with Slack off the
 run's summary gets the approval command instead) or rejected. A failed night
 (:func:`announce_night_failure`) posts one message per quarantined batch, or the failed step.
-Nothing here raises for Slack (see ``slackbot.messages``).
+Nothing here raises for Slack (see ``slackbot.client``).
 """
 
 from __future__ import annotations
@@ -14,20 +14,19 @@ from functools import partial
 from core.orchestrator import FlowRunRef, flow_run_url
 from core.settings import Settings
 from registry.models import ModelVersionRecord
-from slackbot.announce import failed_run_message
+from slackbot.announce import describe_error, failed_run_message
+from slackbot.client import post_message
 from slackbot.messages import (
-    ApprovalRequest,
-    describe_error,
     format_console_request,
-    post_message,
     promoted_message,
     rejected_message,
     validation_failed_message,
 )
+from slackbot.payloads import ApprovalRequest
 from slackbot.posted import mark_superseded, post_approval_request
+from tasks.comparison import Metrics
 from tasks.data import RetrainInProgress
 from tasks.decide import Decision, Outcome
-from tasks.evaluate import Metrics
 from tasks.release import ActedDecision, DecisionAnnouncer
 from tasks.validate import DataValidationError
 

@@ -11,7 +11,7 @@ from enum import Enum
 from pydantic import BaseModel
 
 from core.settings import ReleasePolicy
-from tasks.evaluate import Metrics
+from tasks.comparison import Metrics, compare
 
 
 class Outcome(str, Enum):
@@ -65,9 +65,9 @@ def decide(candidate: Metrics, production: Metrics | None, policy: ReleasePolicy
         raise ValueError(
             f"candidate has {len(candidate.per_class_recall)} classes, production {len(production.per_class_recall)}"
         )
-    drops = [p - c for c, p in zip(candidate.per_class_recall, production.per_class_recall)]
-    worst_class = max(range(len(drops)), key=drops.__getitem__)
-    worst_drop = drops[worst_class]
+    comparison = compare(candidate, production)
+    worst = comparison.worst_recall
+    worst_class, worst_drop = (worst.class_index, -worst.change) if worst is not None else (0, 0.0)
     delta = candidate.accuracy - production.accuracy
     measured = {"accuracy_delta": delta, "worst_recall_drop": worst_drop, "worst_recall_class": worst_class}
 

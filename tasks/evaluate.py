@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, Field
 
+from tasks.comparison import Metrics
 from tasks.retry_policy import retry_if_transient
 from tasks.steps import step
 
@@ -15,26 +15,37 @@ from tasks.steps import step
 _EPSILON = 1e-7
 
 
-class Metrics(BaseModel):
-    """Held-out metrics of one model. Fractions are in [0, 1]; loss is mean cross-entropy in nats."""
-
-    accuracy: float = Field(ge=0, le=1)
-    loss: float = Field(ge=0)
-    macro_f1: float = Field(ge=0, le=1)
-    per_class_recall: list[float] = Field(description="Recall of class k at index k.")
-    examples: int = Field(gt=0, description="Number of held-out examples scored.")
-
-
 def compute_metrics(probabilities: np.ndarray, labels: np.ndarray) -> Metrics:
     """Score predicted class probabilities against true labels.
 
+    The predicted class of a row is its argmax (the first one on a tie). Accuracy, macro F1
+    and per-class recall come from scikit-learn's ``sklearn.metrics`` (``accuracy_score``;
+    ``f1_score`` with ``average="macro"``; ``recall_score`` with ``average=None``), always
+    over every class ``0..classes-1`` whether or not it occurs in ``labels``, and with
+    ``zero_division=0``: a class with no true examples has recall 0, and a class that is
+    neither true nor predicted anywhere has F1 0 and still counts in the macro average.
+    The loss is the mean cross-entropy in nats, ``-mean(log p[i, labels[i]])``, with the
+    true class's probability clipped to at least ``1e-7`` (Keras' epsilon) so a confident
+    wrong answer costs a finite loss (about 16.1). It is computed here, not with
+    ``sklearn.metrics.log_loss``: that clips at the dtype's machine epsilon (a loss of about
+    36 for the same answer), also clips at ``1 - eps``, and refuses a single class.
+
     Args:
-        probabilities: float32 [examples, classes], each row summing to 1.
+        probabilities: float [examples, classes] (float32 from the model; any real dtype
+            is read as float64), each row summing to 1; rows are not checked or renormalised.
         labels: int [examples], values in [0, classes).
 
+    Returns:
+        ``Metrics`` with ``per_class_recall`` of length ``classes`` (recall of class k at
+        index k) and ``examples`` = number of rows.
+
     Raises:
-        ValueError: the shapes disagree, there are no examples, or a label is out of range.
+        ValueError: the shapes disagree (probabilities not 2-D, or labels not 1-D with one
+            entry per row), there are no examples, or a label is outside [0, classes).
     """
+    # scikit-learn's metrics take seconds to import; only scoring pays for them.
+    from sklearn.metrics import accuracy_score, f1_score, recall_score
+
     probabilities = np.asarray(probabilities, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     if probabilities.ndim != 2 or labels.shape != (probabilities.shape[0],) or labels.size == 0:
@@ -43,20 +54,15 @@ def compute_metrics(probabilities: np.ndarray, labels: np.ndarray) -> Metrics:
     if labels.min() < 0 or labels.max() >= classes:
         raise ValueError(f"labels must lie in [0, {classes}); got {labels.min()}..{labels.max()}")
     predicted = probabilities.argmax(axis=1)
+    every_class = list(range(classes))
     picked = np.clip(probabilities[np.arange(labels.size), labels], _EPSILON, 1.0)
-    recalls, f1s = [], []
-    for k in range(classes):
-        true_k, pred_k = labels == k, predicted == k
-        hits = float(np.sum(true_k & pred_k))
-        recall = hits / true_k.sum() if true_k.any() else 0.0
-        precision = hits / pred_k.sum() if pred_k.any() else 0.0
-        recalls.append(recall)
-        f1s.append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
     return Metrics(
-        accuracy=float(np.mean(predicted == labels)),
+        accuracy=float(accuracy_score(labels, predicted)),
         loss=float(-np.mean(np.log(picked))),
-        macro_f1=float(np.mean(f1s)),
-        per_class_recall=recalls,
+        macro_f1=float(f1_score(labels, predicted, labels=every_class, average="macro", zero_division=0)),
+        per_class_recall=[
+            float(r) for r in recall_score(labels, predicted, labels=every_class, average=None, zero_division=0)
+        ],
         examples=int(labels.size),
     )
 

@@ -14,16 +14,18 @@ writers only add the atomic file handling. Plain module (no TensorFlow, no Prefe
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import re
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 from core.files import write_text_atomically
 from registry.models import ModelVersionRecord
 from registry.store import RegistryStore
+from tasks.comparison import compare
 from tasks.export import version_dir
 
 logger = logging.getLogger(__name__)
@@ -32,7 +34,6 @@ CARD_SCHEMA = 1
 CHANGELOG = "CHANGELOG.md"
 _ENTRY_MARK = "<!-- tfrelease:version={version} -->"
 _ENTRY_START = re.compile(r"^<!-- tfrelease:version=(\d+) -->$", re.MULTILINE)
-_DELTA_METRICS = (("accuracy", "accuracy"), ("loss", "loss"), ("macro_f1", "macro F1"))
 _BATCHES_SHOWN = 5
 _FINGERPRINT_SHOWN = 12
 
@@ -140,24 +141,31 @@ def merge_changelog(existing: str | None, model: str, version: int, entry: str) 
 def append_changelog(model_dir: Path, record: ModelVersionRecord, actor: str) -> Path:
     """Add (or update) ``record``'s entry in ``<model_dir>/CHANGELOG.md``.
 
-    Side effects: creates ``model_dir`` if needed; holds an exclusive ``flock`` on
+    Side effects: creates ``model_dir`` if needed; holds an exclusive lock on
     ``<model_dir>/.CHANGELOG.md.lock`` while it reads and replaces the file (so a nightly run
-    and a CLI approval do not lose each other's entry); the file is replaced atomically.
+    and a CLI approval do not lose each other's entry), waiting for as long as another
+    holder has it; the file is replaced atomically. The lock is the ``filelock`` package's
+    ``FileLock`` (an ``flock`` on Unix, released by the kernel if its process dies; a new,
+    non-singleton lock object per call, so two calls exclude each other in one process too;
+    no soft fallback on filesystems without ``flock``). The lock file is left in place.
 
     Returns:
         The changelog's path.
 
     Raises:
         ValueError: ``actor`` is empty.
-        OSError: the file could not be read or written; the old changelog is left as it was.
+        OSError: the file could not be read or written, or the lock file could not be
+            created or locked (ENOSYS: the filesystem has no ``flock``); the old changelog is
+            left as it was.
+        RuntimeError: this thread already holds the changelog lock of ``model_dir`` through
+            another call (filelock refuses the self-deadlock instead of waiting forever).
     """
     if not actor.strip():
         raise ValueError("append_changelog: actor must be a non-empty string")
     model_dir.mkdir(parents=True, exist_ok=True)
     path = model_dir / CHANGELOG
     entry = render_changelog_entry(record, actor)
-    with open(model_dir / f".{CHANGELOG}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+    with FileLock(model_dir / f".{CHANGELOG}.lock", is_singleton=False, fallback_to_soft=False):
         existing = path.read_text() if path.exists() else None
         write_text_atomically(path, merge_changelog(existing, record.model_name, record.version, entry))
     return path
@@ -175,19 +183,16 @@ def _data_line(record: ModelVersionRecord) -> str:
 
 
 def _metrics_line(record: ModelVersionRecord) -> str:
-    metrics = record.metrics or {}
-    baseline = record.baseline_metrics
     parts = []
-    for key, label in _DELTA_METRICS:
-        value = metrics.get(key)
-        if value is None:
-            parts.append(f"{label} n/a")
+    for figure in compare(record.metrics, record.baseline_metrics).summary:
+        if figure.candidate is None:
+            parts.append(f"{figure.label} n/a")
             continue
-        text = f"{label} {value:.4f}"
-        if baseline is not None and baseline.get(key) is not None:
-            text += f" ({value - baseline[key]:+.4f})"
+        text = f"{figure.label} {figure.candidate:.4f}"
+        if figure.change is not None:
+            text += f" ({figure.change:+.4f})"
         parts.append(text)
-    if record.baseline_version is None or baseline is None:
+    if record.baseline_version is None or record.baseline_metrics is None:
         against = "no baseline (no production version to compare with)"
     else:
         against = f"changes against version {record.baseline_version}"

@@ -20,7 +20,8 @@ from core.settings import ModelSettings
 from registry.models import ModelVersionRecord
 from registry.store import RegistryStore
 from tasks.checksum import tree_sha256
-from tasks.evaluate import Metrics, evaluate_version
+from tasks.comparison import Metrics
+from tasks.evaluate import evaluate_version
 from tasks.export import export_saved_model, version_dir
 from tasks.steps import step
 from tasks.warmup import DEFAULT_BATCH_ROWS

@@ -16,12 +16,13 @@ from pydantic import BaseModel
 
 from core.settings import Settings
 from registry.errors import ModelLocked
-from registry.lifecycle import check_transition
+from registry.lifecycle import PRODUCTION, check_transition
 from registry.models import ModelVersionRecord, VersionStatus
 from registry.store import RegistryStore
+from tasks.comparison import Metrics
 from tasks.data import DataFolders, ensure_bundled_holdout, load_holdout
 from tasks.decide import Decision, Outcome
-from tasks.evaluate import Metrics, smoke_test
+from tasks.evaluate import smoke_test
 from tasks.integrity import check_version_files
 from tasks.model_card import document_version
 from tasks.retry_policy import retry_if_transient
@@ -121,7 +122,7 @@ def switch_to_version(
     """
     holder = lock_holder(actor, flow_run_id)
     with store.model_lock(model, holder=holder, purpose=f"release of version {version}"):
-        current = store.get_alias(model, "production")
+        current = store.get_alias(model, PRODUCTION)
         check_transition(model, version, store.get_version(model, version).status, VersionStatus.PRODUCTION, force=force)
         if expected_production is not _ANY and (current.version if current else None) != expected_production:
             raise BaselineChanged(

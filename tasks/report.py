@@ -7,8 +7,8 @@ import re
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel
 
+from tasks.comparison import Metrics, compare
 from tasks.decide import Decision
-from tasks.evaluate import Metrics
 from tasks.retry_policy import retry_if_transient
 from tasks.steps import step
 
@@ -31,20 +31,16 @@ def comparison_markdown(report: NightReport) -> str:
     """Markdown: candidate against baseline (accuracy, loss, macro F1, worst recall change), then the decision."""
     lines = [f"# {report.model}: nightly retrain", "", report.summary, ""]
     if report.candidate is not None:
-        base = report.baseline
-        lines += [
-            f"| metric | candidate v{report.version} | production {f'v{report.baseline_version}' if base else '(none)'} | change |",
-            "|---|---|---|---|",
-        ]
-        for name in ("accuracy", "loss", "macro_f1"):
-            new = getattr(report.candidate, name)
-            old = getattr(base, name) if base else None
-            change = f"{new - old:+.4f}" if old is not None else ""
-            lines.append(f"| {name} | {new:.4f} | {'' if old is None else f'{old:.4f}'} | {change} |")
-        if base is not None:
-            drops = [o - n for n, o in zip(report.candidate.per_class_recall, base.per_class_recall)]
-            worst = max(range(len(drops)), key=drops.__getitem__)
-            lines.append(f"| worst per-class recall change | class {worst} | | {-drops[worst]:+.4f} |")
+        comparison = compare(report.candidate, report.baseline)
+        against = f"v{report.baseline_version}" if comparison.has_baseline else "(none)"
+        lines += [f"| metric | candidate v{report.version} | production {against} | change |", "|---|---|---|---|"]
+        for row in comparison.summary:
+            old = "" if row.baseline is None else f"{row.baseline:.4f}"
+            change = "" if row.change is None else f"{row.change:+.4f}"
+            lines.append(f"| {row.key} | {row.candidate:.4f} | {old} | {change} |")
+        worst = comparison.worst_recall
+        if worst is not None:
+            lines.append(f"| worst per-class recall change | class {worst.class_index} | | {worst.change:+.4f} |")
         lines.append("")
     if report.decision is not None:
         lines += [f"**Decision: {report.decision.outcome.value}**", ""]

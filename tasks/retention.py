@@ -23,27 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from registry.errors import IllegalTransition
-from registry.models import PREVIOUS, PRODUCTION, VersionStatus
+from registry.lifecycle import HAS_FILES, PREVIOUS, PRODUCTION
+from registry.models import VersionStatus
 from registry.store import RegistryStore
 
 logger = logging.getLogger(__name__)
 
 DELETING_PREFIX = ".deleting-"
 """Hidden name a version folder gets just before it is removed (TF Serving skips non-numeric names)."""
-
-HAS_FILES = frozenset(
-    {
-        VersionStatus.REGISTERED,
-        VersionStatus.PENDING_APPROVAL,
-        VersionStatus.APPROVED,
-        VersionStatus.PRODUCTION,
-        VersionStatus.ARCHIVED,
-        VersionStatus.ROLLED_BACK,
-        VersionStatus.REJECTED,
-        VersionStatus.SUPERSEDED,
-    }
-)
-"""Statuses whose version folder should exist (registration completed, not yet deleted)."""
 
 
 @dataclass(frozen=True)

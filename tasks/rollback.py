@@ -11,7 +11,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from core.settings import Settings
-from registry.lifecycle import check_transition
+from registry.lifecycle import PREVIOUS, PRODUCTION, check_transition
 from registry.models import AuditAction, VersionStatus
 from registry.store import RegistryStore
 from tasks.integrity import VersionFilesError, check_version_files
@@ -70,14 +70,14 @@ def rollback_model(
     """
     holder = lock_holder(actor, flow_run_id)
     with store.model_lock(model, holder=holder, purpose="rollback"):
-        current = store.get_alias(model, "production")
+        current = store.get_alias(model, PRODUCTION)
         if current is None:
             raise RollbackRefused(f"{model} has no production version to roll back from")
         if expected_from is not None and current.version != expected_from:
             raise StaleRollback(
                 f"stale request: {model} production is version {current.version} now, not version {expected_from}"
             )
-        target = store.get_version(model, to_version) if to_version is not None else store.get_alias(model, "previous")
+        target = store.get_version(model, to_version) if to_version is not None else store.get_alias(model, PREVIOUS)
         if target is None:
             raise RollbackRefused(f"{model} has no previous version to roll back to; name one with --to")
         if target.version == current.version:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tasks.retention import HAS_FILES
+from registry.lifecycle import HAS_FILES, PREVIOUS, PRODUCTION
 from tasks.serving_config import (
     ServedModel,
     read_config_text,
@@ -43,10 +43,10 @@ def served_models(
     for model in store.list_models():
         if model in served:
             continue
-        production = store.get_alias(model, "production")
+        production = store.get_alias(model, PRODUCTION)
         if production is None:
             continue
-        previous = store.get_alias(model, "previous")
+        previous = store.get_alias(model, PREVIOUS)
         keep = previous.version if previous is not None and previous.status in HAS_FILES else None
         served[model] = served_model(model, model_store, production.version, keep)
     return [served[name] for name in sorted(served)]

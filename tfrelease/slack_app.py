@@ -12,7 +12,7 @@ from slack_bolt import App
 
 from core.orchestrator import RELEASE, ROLLBACK
 from core.settings import Settings
-from slackbot import receiver
+from slackbot import app
 from slackbot.receiver import FlowLoaders
 
 
@@ -34,19 +34,19 @@ FLOWS: FlowLoaders = {RELEASE: _release_flow, ROLLBACK: _rollback_flow}
 
 
 def build_app(settings: Settings, *, use_prefect: bool | None = None, verify_token: bool = False) -> App:
-    """The receiver's Bolt app with the release and rollback flows (see ``slackbot.receiver.build_app``).
+    """The receiver's Bolt app with the release and rollback flows (see ``slackbot.app.build_app``).
 
     Raises:
         core.settings.ConfigError: Slack is not configured for receiving.
         slack_bolt.error.BoltError: ``verify_token`` and Slack refused the token.
     """
-    return receiver.build_app(settings, flows=FLOWS, use_prefect=use_prefect, verify_token=verify_token)
+    return app.build_app(settings, flows=FLOWS, use_prefect=use_prefect, verify_token=verify_token)
 
 
 def serve(settings: Settings) -> None:
-    """Run the receiver until interrupted (see ``slackbot.receiver.serve``).
+    """Run the receiver until interrupted (see ``slackbot.app.serve``).
 
     Raises:
         core.settings.ConfigError, slack_bolt.error.BoltError: as :func:`build_app`.
     """
-    receiver.serve(settings, FLOWS)
+    app.serve(settings, FLOWS)

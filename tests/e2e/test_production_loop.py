@@ -26,7 +26,7 @@ from uuid import UUID
 import pytest
 
 from registry.store import RegistryStore
-from slackbot.messages import ActionValue, MessageRef, RollbackValue, SlackMessage
+from slackbot.payloads import ActionValue, MessageRef, RollbackValue, SlackMessage
 from slackbot.posted import posted_message
 from tasks.serving_config import read_config
 from tests.postgres import fresh_postgres_database
@@ -187,7 +187,9 @@ def test_a_night_asks_slack_an_approve_click_releases_and_a_roll_back_click_rest
 
     # Night 2: version 2 awaits a human; the approval request reached Slack.
     loop.finished(loop.trigger(NIGHTLY, {"model": "digits"}))
-    request = posted_message(loop.home, "digits", 2)
+    store = RegistryStore.open(loop.registry_url)
+    request = posted_message(store, "digits", 2)
+    store.close()
     assert request is not None and request.channel == CHANNEL
     assert request.message.text.startswith("digits v2 needs approval")
     assert loop.production() == 1

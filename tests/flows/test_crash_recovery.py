@@ -16,7 +16,8 @@ import pytest
 
 from registry.models import VersionStatus
 from registry.store import RegistryStore
-from tasks.doctor import DriftKind, find_drift, repair
+from tasks.doctor import find_drift, repair
+from tasks.drift import DriftKind
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from registry.store import RegistryStore
-from slackbot.messages import ClickedMessage, SlackMessage
+from slackbot.payloads import ClickedMessage, SlackMessage
 from tasks.release import switch_to_version
 from tests.flows.test_release_rollback import register_copy
 from tests.slack.standin import SlackStandin

@@ -17,7 +17,7 @@ from registry.models import ModelVersionRecord, VersionStatus
 from registry.store import RegistryStore
 from tests.postgres import fresh_postgres_database
 
-BACKENDS = ["sqlite", "postgresql"]
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
 def _fresh_database(backend: str, folder: Path, request: pytest.FixtureRequest) -> Iterator[str]:

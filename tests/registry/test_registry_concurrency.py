@@ -27,9 +27,8 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import Session, select
 
 from registry.errors import AliasNotFound, IllegalTransition
+from registry.lifecycle import PREVIOUS, PRODUCTION
 from registry.models import (
-    PREVIOUS,
-    PRODUCTION,
     AuditAction,
     AuditEventRecord,
     ModelAlias,

@@ -16,9 +16,8 @@ from registry.errors import (
     VersionConflict,
     VersionNotFound,
 )
+from registry.lifecycle import PREVIOUS, PRODUCTION
 from registry.models import (
-    PREVIOUS,
-    PRODUCTION,
     AuditAction,
     AuditEvent,
     ModelAlias,

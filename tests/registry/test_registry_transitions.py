@@ -14,8 +14,7 @@ from collections.abc import Callable
 import pytest
 
 from registry.errors import IllegalTransition
-from registry.lifecycle import ALLOWED, FORCE_ONLY
-from registry.models import PREVIOUS, PRODUCTION
+from registry.lifecycle import ALLOWED, FORCE_ONLY, PREVIOUS, PRODUCTION
 from registry.models import VersionStatus as S
 from registry.store import RegistryStore
 

@@ -10,18 +10,16 @@ from typing import Any
 import pytest
 
 from core.settings import ReleasePolicy, SlackSettings
+from slackbot.client import post_message
 from slackbot.messages import (
-    ActionValue,
-    ApprovalRequest,
-    approval_block_id,
     approval_request_message,
     format_console_request,
-    post_message,
     promoted_message,
     rejected_message,
 )
+from slackbot.payloads import ActionValue, ApprovalRequest, approval_block_id
+from tasks.comparison import Metrics
 from tasks.decide import Outcome, decide
-from tasks.evaluate import Metrics
 from tests.slack.standin import SlackStandin
 
 CHANNEL = "C0RELEASES"
@@ -69,7 +67,7 @@ def buttons(blocks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def assert_within_slack_limits(blocks: list[dict[str, Any]]) -> None:
-    """Block Kit limits from docs.slack.dev/reference/block-kit (see slackbot/messages.py)."""
+    """Block Kit limits from docs.slack.dev/reference/block-kit (see slackbot/blocks.py)."""
     assert len(blocks) <= 50
     ids = [b["block_id"] for b in blocks if "block_id" in b]
     assert len(ids) == len(set(ids)), "block_ids must be unique within a message"

@@ -25,26 +25,26 @@ import pytest
 
 from core.settings import Settings
 from registry.store import RegistryStore
-from slackbot.messages import (
+from slackbot.app import make_http_server
+from slackbot.client import send_message
+from slackbot.messages import promoted_message
+from slackbot.night import decision_announcer
+from slackbot.payloads import (
     ActionValue,
     ApprovalRequest,
     MessageRef,
     RollbackValue,
     SlackMessage,
-    promoted_message,
-    send_message,
 )
 from slackbot.posted import posted_message
-from slackbot.night import decision_announcer
-from slackbot.receiver import make_http_server
-from tfrelease.slack_app import build_app
+from tasks.comparison import Metrics
 from tasks.decide import Decision, Outcome
-from tasks.evaluate import Metrics
 from tasks.release import act_on_decision, switch_to_version
 from tasks.serving_config import read_config
 from tests.flows.test_release_rollback import register_copy
 from tests.slack.signed import click_payload, post_signed
 from tests.slack.standin import SlackStandin
+from tfrelease.slack_app import build_app
 
 ROOT = Path(__file__).resolve().parents[2]
 CHANNEL = "C0RELEASES"
@@ -146,7 +146,7 @@ def request_approval(running: Running, exported: Path) -> tuple[int, tuple[Messa
     decision = Decision(outcome=Outcome.REQUEST_APPROVAL, reasons=["policy: a human approves every release"])
     candidate = running.store.get_version("digits", version)
     act_on_decision(running.store, running.settings, candidate, decision, None, decision_announcer(running.settings))
-    posted = posted_message(running.settings.home, "digits", version)
+    posted = posted_message(running.store, "digits", version)
     assert posted is not None
     return version, (MessageRef(channel=posted.channel, ts=posted.ts), posted.message)
 
@@ -338,6 +338,7 @@ def test_every_new_message_fits_slack_limits_and_has_a_fallback_text():
     from datetime import UTC, datetime
 
     from slackbot import messages as notify
+    from slackbot import updates
     from tests.slack.test_notify import assert_within_slack_limits, request
 
     at = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
@@ -349,13 +350,13 @@ def test_every_new_message_fits_slack_limits_and_has_a_fallback_text():
         notify.validation_failed_message("digits", "batch-7.parquet", [f"expect_{i}(pixel_{i}): {long}" for i in range(80)],
                                          quarantined_at="/q/batch-7.parquet", report_url="http://r/7.html"),
         notify.run_failed_message("digits", "Traceback ```\n" + long, run_name="nightly-42", flow_run_url="http://p/run"),
-        notify.approved_update(base, "digits", 3, ALICE, at),
-        notify.released_update(base, "digits", 3, ALICE, "released", previous_version=2),
-        notify.release_failed_update(base, "digits", 3, long),
-        notify.rejected_update(base, "digits", 3, BOB, "recall"),
-        notify.rolled_back_update(base, "digits", 3, 2, BOB, at),
-        notify.rollback_failed_update(base, "digits", 3, 2, long),
-        notify.superseded_update(base, "digits", 3, 4),
+        updates.approved_update(base, "digits", 3, ALICE, at),
+        updates.released_update(base, "digits", 3, ALICE, "released", previous_version=2),
+        updates.release_failed_update(base, "digits", 3, long),
+        updates.rejected_update(base, "digits", 3, BOB, "recall"),
+        updates.rolled_back_update(base, "digits", 3, 2, BOB, at),
+        updates.rollback_failed_update(base, "digits", 3, 2, long),
+        updates.superseded_update(base, "digits", 3, 4),
     ]
     for message in messages:
         assert_within_slack_limits(message.blocks)

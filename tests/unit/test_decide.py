@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from core.settings import ReleasePolicy
+from tasks.comparison import Metrics
 from tasks.decide import Outcome, decide
-from tasks.evaluate import Metrics
 
 
 def metrics(accuracy: float, recall: float = 0.95, worst: float | None = None) -> Metrics:

@@ -1,61 +1,19 @@
 """The doctor: every kind of drift between registry, model store and models.config is found,
 the safe ones repaired, the unsafe ones left alone, and a second run finds nothing."""
-
 from __future__ import annotations
 
 import os
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from registry.models import VersionStatus
-from registry.store import RegistryStore
-from tasks.doctor import (
-    FAILED_BY_DOCTOR,
-    Drift,
-    DriftKind,
-    RepairAction,
-    find_drift,
-    repair,
-)
+from tasks.doctor import repair
+from tasks.drift import FAILED_BY_DOCTOR, DriftKind, RepairAction
 from tasks.retention import apply_gc, plan_gc
-from tasks.serving import served_models, sync_serving_config
-from tasks.serving_config import ServedModel, read_config, write_config
+from tasks.serving import sync_serving_config
 from tests.registry.conftest import fake_saved_model, new_version, registration_fields
-
-WHO = {"actor": "tester", "reason": "test"}
-LATER = timedelta(hours=2)  # older than both the staging grace and the registering timeout
-
-
-@pytest.fixture
-def store(sqlite_store: RegistryStore) -> RegistryStore:
-    return sqlite_store
-
-
-@pytest.fixture
-def config_path(model_store: Path) -> Path:
-    return model_store / "models.config"
-
-
-def healthy(store: RegistryStore, model_store: Path, config_path: Path, model: str = "digits") -> int:
-    """A model with a production version whose config is in sync; returns that version."""
-    version = new_version(store, model_store, model)
-    store.promote(model, version, **WHO)
-    sync_serving_config(store, model_store, config_path)
-    return version
-
-
-def doctor(store: RegistryStore, model_store: Path, config_path: Path, now: datetime | None = None) -> list[Drift]:
-    return find_drift(store, model_store, config_path, now=now)
-
-
-def kinds(drifts: list[Drift]) -> list[tuple[DriftKind, str, int | None, bool]]:
-    return [(d.kind, d.model, d.version, d.safe) for d in drifts]
-
-
-def numbered(model_dir: Path) -> list[str]:
-    return sorted(p.name for p in model_dir.iterdir() if p.name.isdigit())
+from tests.registry.doctor.support import LATER, WHO, doctor, healthy, kinds, numbered
 
 
 def test_a_consistent_store_has_no_drift(store, model_store, config_path):
@@ -308,103 +266,6 @@ def test_a_missing_folder_is_reported_for_a_human(store, model_store, config_pat
 
 
 # -- models.config --------------------------------------------------------------------------
-
-
-def test_a_missing_config_is_written_from_the_registry(store, model_store, config_path):
-    served = healthy(store, model_store, config_path)
-    config_path.unlink()
-
-    (drift,) = doctor(store, model_store, config_path)
-    assert (drift.kind, drift.version, drift.safe, drift.action) == (
-        DriftKind.SERVING_CONFIG,
-        served,
-        True,
-        RepairAction.SYNC_SERVING_CONFIG,
-    )
-    assert repair([drift], store, model_store, config_path, "doctor-test") == [f"rewrote {config_path} from the registry"]
-    assert read_config(config_path) == served_models(store, model_store)
-    assert doctor(store, model_store, config_path) == []
-
-
-def test_a_stale_config_follows_the_registry_and_drops_a_model_without_production(store, model_store, config_path):
-    old = healthy(store, model_store, config_path)
-    new = new_version(store, model_store)
-    store.promote("digits", new, **WHO)  # the config write after it "crashed"
-    other = new_version(store, model_store, "letters")
-    write_config(
-        config_path,
-        read_config(config_path) + [ServedModel("letters", model_store / "letters", (other,), {"stable": other})],
-    )
-
-    drifts = doctor(store, model_store, config_path)
-    assert kinds(drifts) == [
-        (DriftKind.SERVING_CONFIG, "digits", new, True),
-        (DriftKind.SERVING_CONFIG, "letters", None, True),
-    ]
-    assert f"stable->{old}" in drifts[0].description and f"stable->{new}" in drifts[0].description
-    done = repair(drifts, store, model_store, config_path, "doctor-test")
-    assert done == [f"rewrote {config_path} from the registry"]  # once, not once per model
-    assert read_config(config_path) == [
-        ServedModel("digits", model_store / "digits", (old, new), {"stable": new, "previous": old})
-    ]
-    assert doctor(store, model_store, config_path) == []
-
-
-def test_the_config_is_not_pointed_at_a_version_without_intact_files(store, model_store, config_path):
-    old = healthy(store, model_store, config_path)
-    new = new_version(store, model_store)
-    store.promote("digits", new, **WHO)
-    (model_store / "digits" / str(new) / "saved_model.pb").write_bytes(b"corrupted")
-    before = config_path.read_text()
-
-    drifts = doctor(store, model_store, config_path)
-    assert kinds(drifts) == [
-        (DriftKind.CHECKSUM_MISMATCH, "digits", new, False),
-        (DriftKind.SERVING_CONFIG, "digits", new, False),
-    ]
-    assert "no intact folder" in drifts[1].repair
-    assert repair(drifts, store, model_store, config_path, "doctor-test") == []
-    assert config_path.read_text() == before
-    assert read_config(config_path)[0].versions == (old,)
-
-
-def test_an_unsafe_model_entry_blocks_rewriting_the_whole_file(store, model_store, config_path):
-    healthy(store, model_store, config_path)
-    healthy(store, model_store, config_path, "letters")
-    config_path.unlink()
-    (model_store / "letters" / "1" / "saved_model.pb").unlink()
-
-    drifts = [d for d in doctor(store, model_store, config_path) if d.kind is DriftKind.SERVING_CONFIG]
-    assert kinds(drifts) == [
-        (DriftKind.SERVING_CONFIG, "digits", 1, False),
-        (DriftKind.SERVING_CONFIG, "letters", 1, False),
-    ]
-    assert "letters" in drifts[0].repair
-    assert repair(drifts, store, model_store, config_path, "doctor-test") == []
-    assert not config_path.exists()
-
-
-def test_a_served_model_the_registry_does_not_know_is_not_unloaded(store, model_store, config_path):
-    healthy(store, model_store, config_path)
-    write_config(
-        config_path,
-        read_config(config_path) + [ServedModel("mnist", model_store / "mnist", (1,), {"stable": 1})],
-    )
-    drifts = doctor(store, model_store, config_path)
-    assert kinds(drifts) == [(DriftKind.SERVING_CONFIG, "mnist", None, False)]
-    assert "registry URL" in drifts[0].repair
-
-
-def test_an_unreadable_config_is_rewritten(store, model_store, config_path):
-    healthy(store, model_store, config_path)
-    config_path.write_text("this is { not a ModelServerConfig")
-    (drift,) = doctor(store, model_store, config_path)
-    assert (drift.kind, drift.model, drift.safe) == (DriftKind.SERVING_CONFIG, "*", True)
-    repair([drift], store, model_store, config_path, "doctor-test")
-    assert doctor(store, model_store, config_path) == []
-
-
-# -- all at once ----------------------------------------------------------------------------
 
 
 def test_one_repair_fixes_every_safe_drift_and_a_second_run_finds_nothing(store, model_store, config_path):

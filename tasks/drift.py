@@ -1,0 +1,73 @@
+"""What the doctor reports: the kinds of drift, the repair each proposes, the names it checks.
+
+A :class:`Drift` is one disagreement between the registry (the source of truth), the model
+store and TF Serving's ``models.config``. It is found by :mod:`tasks.model_store_drift` and
+:mod:`tasks.serving_drift`, gathered by ``tasks.doctor.find_drift`` and, when ``safe``,
+carried out by ``tasks.doctor.repair``. Plain data; no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+SAVED_MODEL = "saved_model.pb"
+"""The file whose presence makes a version folder complete, and whose sha256 the registry keeps."""
+STAGING_PREFIX = ".staging-"
+"""tasks.export's temporary folders: ``.staging-<N>-<hex>``."""
+ORPHANED_PREFIX = ".orphaned-"
+"""Where the doctor moves folders TF Serving must not load: ``.orphaned-<N>-<UTC time>``."""
+
+FAILED_BY_DOCTOR = "export never completed (found by doctor)"
+"""The reason of the ``failed`` event the doctor writes for a version stuck in ``registering``."""
+
+
+class DriftKind(StrEnum):
+    """What disagrees."""
+
+    STUCK_REGISTERING = "stuck_registering"  # registering, no complete version folder
+    REGISTERING_WITH_FILES = "registering_with_files"  # registering, complete folder, row not completed
+    TEMPORARY_FOLDER = "temporary_folder"  # .staging-* (crashed export) or .deleting-* (crashed retention)
+    UNREGISTERED_FOLDER = "unregistered_folder"  # numbered folder with no registry row
+    LEFTOVER_FOLDER = "leftover_folder"  # numbered folder of a failed or deleted version
+    CHECKSUM_MISMATCH = "checksum_mismatch"  # saved_model.pb changed or missing
+    MISSING_FOLDER = "missing_folder"  # the registry says files exist; the folder does not
+    SERVING_CONFIG = "serving_config"  # models.config differs from what the registry would serve
+
+
+class RepairAction(StrEnum):
+    """What ``repair`` does for a drift (when it is safe)."""
+
+    NONE = "none"
+    MARK_FAILED = "mark_failed"  # registering -> failed
+    MARK_FAILED_AND_MOVE_ASIDE = "mark_failed_and_move_aside"  # then move its folder out of TF Serving's view
+    DELETE_FOLDER = "delete_folder"
+    MOVE_ASIDE = "move_aside"  # rename to <model>/.orphaned-<N>-<UTC time>
+    SYNC_SERVING_CONFIG = "sync_serving_config"
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One disagreement between the registry and the disk.
+
+    ``model`` is ``"*"`` when the whole ``models.config`` is unreadable; ``version`` is None
+    for drifts about a model's serving entry or a folder name that is no version. ``repair``
+    says in words what would fix it; ``action`` is what ``tasks.doctor.repair`` does when
+    ``safe``. ``path`` is the folder (or, for serving drifts, the config file) concerned, if any.
+    """
+
+    kind: DriftKind
+    model: str
+    version: int | None
+    description: str
+    repair: str
+    safe: bool
+    action: RepairAction = RepairAction.NONE
+    path: Path | None = None
+
+    def __str__(self) -> str:
+        """One line for a person: kind, model and version, what is wrong, the repair and its verdict."""
+        where = self.model if self.version is None else f"{self.model} v{self.version}"
+        verdict = "safe" if self.safe else "not repaired automatically"
+        return f"[{self.kind.value}] {where}: {self.description}. Repair ({verdict}): {self.repair}"

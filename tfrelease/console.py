@@ -1,0 +1,82 @@
+"""What every command of the command line shares: the Rich consoles, the --model option and small helpers.
+
+The helpers load the settings, check a model name, name the CLI user in the audit log and look
+versions up in the registry; each failure is printed as one red line and ends the command with
+a non-zero exit code. Nothing here imports TensorFlow or Prefect (the listing commands and
+``rollback`` stay light); the registry is imported inside the helpers that open it.
+"""
+
+from __future__ import annotations
+
+import getpass
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from core.settings import ConfigError, Settings, get_settings
+
+if TYPE_CHECKING:
+    from registry.models import ModelVersionRecord
+    from registry.store import RegistryStore
+
+# Tables are wider than the 80 columns Rich assumes when output is not a terminal.
+console = Console(width=None if Console().is_terminal else 140)
+errors = Console(stderr=True)
+
+ModelOption = Annotated[Optional[str], typer.Option("--model", "-m", help="Model name (default: the configured default_model).")]
+
+
+def load_settings() -> Settings:
+    """The tfrelease settings (``tfrelease.toml``, ``TFRELEASE_*``), checked.
+
+    Raises:
+        typer.Exit: code 2 when the configuration is invalid; the error (naming the key) is printed.
+    """
+    try:
+        return get_settings()
+    except ConfigError as error:
+        errors.print(f"[red]{error}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def model_name(settings: Settings, model: str | None) -> str:
+    """``model``, or the configured default model when None, once it is known to be configured.
+
+    Raises:
+        typer.Exit: code 2 when no such model is configured; the error is printed.
+    """
+    name = model or settings.default_model
+    try:
+        settings.model(name)
+    except ConfigError as error:
+        errors.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    return name
+
+
+def actor() -> str:
+    """Who acts, as the audit log records a command line user: ``cli:<login name>``."""
+    return f"cli:{getpass.getuser()}"
+
+
+def open_store(settings: Settings) -> RegistryStore:
+    """The registry at ``settings.registry_url`` (its schema migrated if needed)."""
+    from registry.store import RegistryStore
+
+    return RegistryStore.open(settings.registry_url)
+
+
+def version_or_exit(store: RegistryStore, name: str, version: int) -> ModelVersionRecord:
+    """The registry's record of ``name`` version ``version``.
+
+    Raises:
+        typer.Exit: code 1 when the registry has no such version; the error is printed.
+    """
+    from registry.errors import RegistryError
+
+    try:
+        return store.get_version(name, version)
+    except RegistryError as error:
+        errors.print(f"[red]{error}[/red]", highlight=False)
+        raise typer.Exit(1) from None

@@ -1,0 +1,207 @@
+"""The commands that change what TF Serving serves: release, approve, reject and rollback.
+
+Each release or rollback starts a run of the served Prefect deployment when a server answers
+and a runner or worker serves it (``--wait`` follows the run); otherwise the work runs in this
+process. ``rollback`` imports neither TensorFlow nor Prefect unless it runs a flow: an
+orchestrator outage never blocks a rollback. ``tfrelease.cli`` registers the commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any, Optional
+
+import typer
+
+from core.settings import Settings
+from tfrelease.console import (
+    ModelOption,
+    actor,
+    console,
+    errors,
+    load_settings,
+    model_name,
+    open_store,
+    version_or_exit,
+)
+
+WaitOption = Annotated[
+    bool, typer.Option("--wait", help="When the run goes to a served deployment, wait for it to end and print the outcome.")
+]
+# How long --wait follows a deployment's flow run: a release imports TensorFlow and smoke-tests
+# (about 20 s here); a worker may first have to start, or wait for the model's lock.
+WAIT_TIMEOUT_SECONDS = 1800.0
+
+
+def launch(settings: Settings, url: str | None, deployment: str, parameters: dict[str, Any], what: str, *, wait: bool) -> bool:
+    """Start a run of ``deployment`` (``<flow>/<deployment>``) with ``parameters`` on the Prefect
+    server at ``url`` when a runner or worker serves it, and print the run (and its UI link).
+
+    ``url`` is the server's API URL, or None when no server answers. ``what`` names the work in
+    messages (e.g. "rollback of digits"). With ``wait``, follows the run to its end (at most
+    ``WAIT_TIMEOUT_SECONDS``) and prints the model's production version once it completed.
+
+    Returns:
+        True when the run was started (and, with ``wait``, completed); False when there is no
+        server or nobody serves the deployment: the caller then does the work itself.
+
+    Raises:
+        typer.Exit: code 1 when the server failed the call, or (with ``wait``) the run ended in
+            any state but Completed or had not ended in time; the reason is printed on one line.
+    """
+    import httpx
+
+    from core.orchestrator import launch_deployment, wait_for_run
+
+    if url is None:
+        return False
+    try:
+        run = launch_deployment(settings, deployment, parameters)
+    except httpx.HTTPError as error:
+        errors.print(f"[red]could not start the {what} on the Prefect server at {url}:[/red] {error}", highlight=False)
+        raise typer.Exit(1) from None
+    if run is None:
+        console.print(f"[yellow]nobody serves {deployment} on {url} (no `tfrelease serve` or worker): the {what} runs here[/yellow]")
+        return False
+    console.print(f"{what} started as {run}", highlight=False)
+    if run.url:
+        console.print(f"  {run.url}", highlight=False, soft_wrap=True)
+    if not wait:
+        return True
+    try:
+        state, message = wait_for_run(run, timeout_seconds=WAIT_TIMEOUT_SECONDS)
+    except TimeoutError as error:
+        errors.print(f"[red]{error}[/red]", highlight=False)
+        raise typer.Exit(1) from None
+    if state != "Completed":
+        errors.print(f"[red]{what} ended {state}:[/red] {message}", highlight=False)
+        raise typer.Exit(1)
+    from registry.lifecycle import PRODUCTION
+
+    production = open_store(settings).get_alias(parameters["model"], PRODUCTION)
+    console.print(f"{what} completed; {parameters['model']} production is version {production.version if production else 'none'}")
+    return True
+
+
+def _run_release(settings: Settings, name: str, version: int, *, reason: str, force: bool, wait: bool) -> None:
+    """Release ``name`` version ``version``: through the served release deployment (see
+    :func:`launch`), else by running the release flow here and printing its summary.
+
+    Raises:
+        typer.Exit: code 1 when the release failed (nothing changed) or a followed run did not complete.
+    """
+    from core.orchestrator import RELEASE, configure_prefect, reachable_prefect_api
+
+    configure_prefect(settings)
+    parameters = {"model": name, "version": version, "actor": actor(), "reason": reason, "force": force}
+    what = f"release of {name} version {version}"
+    if launch(settings, reachable_prefect_api(), RELEASE, parameters, what, wait=wait):
+        return
+    from flows.release import release as release_flow
+
+    state = asyncio.run(release_flow(**parameters, return_state=True))
+    if not state.is_completed():
+        errors.print(f"[red]{what} failed; nothing changed:[/red] {state.result(raise_on_failure=False)}", highlight=False)
+        raise typer.Exit(1)
+    console.print(state.result().summary, highlight=False)
+
+
+def release(
+    version: int,
+    model: ModelOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Release a rejected version (needs --reason).")] = False,
+    reason: Annotated[Optional[str], typer.Option(help="Why; recorded in the audit log.")] = None,
+    wait: WaitOption = False,
+) -> None:
+    """Release a version to production: check, smoke-test, switch TF Serving, record.
+
+    With a Prefect server whose release deployment is served (`tfrelease serve` or a worker),
+    this starts a run of it and returns (--wait follows it); otherwise the release runs here.
+    """
+    settings = load_settings()
+    name = model_name(settings, model)
+    if force and not reason:
+        errors.print("[red]--force needs --reason: a forced release of a rejected version must say why[/red]")
+        raise typer.Exit(2)
+    _run_release(settings, name, version, reason=reason or "released from the CLI", force=force, wait=wait)
+
+
+def approve(
+    version: int,
+    model: ModelOption = None,
+    reason: Annotated[str, typer.Option(help="Why.")] = "approved from the CLI",
+    wait: WaitOption = False,
+) -> None:
+    """Approve a version awaiting approval and release it to production (as `release` does)."""
+    settings = load_settings()
+    name = model_name(settings, model)
+    store = open_store(settings)
+    record = version_or_exit(store, name, version)
+    if record.status.value not in {"pending_approval", "approved"}:
+        errors.print(f"[red]{name} version {version} is {record.status.value}, not awaiting approval; use `tfrelease release {version}`[/red]")
+        raise typer.Exit(1)
+    if record.status.value == "pending_approval":
+        store.approve(name, version, actor=actor(), reason=reason)
+    _run_release(settings, name, version, reason=reason, force=False, wait=wait)
+
+
+def reject(version: int, reason: Annotated[str, typer.Option(help="Why; recorded in the audit log.")], model: ModelOption = None) -> None:
+    """Reject a version so that it is never released (except with release --force)."""
+    settings = load_settings()
+    name = model_name(settings, model)
+    from registry.errors import RegistryError
+    from tasks.model_card import document_version
+
+    store = open_store(settings)
+    try:
+        record = store.reject(name, version, actor=actor(), reason=reason)
+    except RegistryError as error:
+        errors.print(f"[red]{error}[/red]", highlight=False)
+        raise typer.Exit(1) from None
+    document_version(store, settings.model_store, name, version, actor=actor())
+    console.print(f"{name} version {version} is now {record.status.value}: {reason}")
+
+
+def rollback(
+    model: ModelOption = None,
+    to: Annotated[Optional[int], typer.Option("--to", help="Version to roll back to (default: the previous production version).")] = None,
+    reason: Annotated[str, typer.Option(help="Why; recorded in the audit log.")] = "rolled back from the CLI",
+    wait: WaitOption = False,
+) -> None:
+    """Put the previous production version (or --to N) back into production.
+
+    With a Prefect server whose rollback deployment is served, this starts a run of it and
+    returns (--wait follows it); with a server but nobody serving it, the flow runs here;
+    without a server the rollback runs directly: an orchestrator outage never blocks a
+    rollback. Never imports TensorFlow.
+    """
+    settings = load_settings()
+    name = model_name(settings, model)
+    from core.orchestrator import ROLLBACK, reachable_prefect_api
+    from registry.errors import RegistryError
+    from tasks.rollback import RollbackRefused, rollback_model
+    from tasks.serving_config import ServingConfigError
+    from tasks.serving_reload import ServingReloadError
+
+    parameters = {"model": name, "actor": actor(), "reason": reason, "to_version": to}
+    url = reachable_prefect_api()
+    if launch(settings, url, ROLLBACK, parameters, f"rollback of {name}", wait=wait):
+        return
+    try:
+        if url is not None:
+            from flows.rollback import rollback as rollback_flow
+
+            state = asyncio.run(rollback_flow(**parameters, return_state=True))
+            result = state.result()  # raises the flow's error, handled below; the flow told Slack
+        else:
+            result = rollback_model(open_store(settings), settings, name, actor=actor(), reason=reason, to_version=to)
+            if settings.slack.enabled:  # imported only then: the rollback path stays light
+                from slackbot.announce import announce_rollback
+
+                announce_rollback(
+                    settings, name, result.from_version, result.to_version, actor=actor(), reason=reason, origin=None, run=None
+                )
+    except (RollbackRefused, RegistryError, ServingReloadError, ServingConfigError) as error:
+        errors.print(f"[red]rollback of {name} refused; nothing changed:[/red] {error}", highlight=False)
+        raise typer.Exit(1) from None
+    console.print(f"{name} rolled back from version {result.from_version} to {result.to_version}; {settings.serving_config_path} updated")

@@ -1,0 +1,147 @@
+"""The commands that run tfrelease's work or its long-lived processes: retrain, serve, slack-app and data drop.
+
+Each imports what it runs (flows, Prefect, Slack Bolt, the data tasks) inside the command, so
+that importing the command line stays cheap. ``tfrelease.cli`` registers the commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+from core.settings import ConfigError
+from tfrelease.console import ModelOption, console, errors, load_settings, model_name
+
+
+class Corruption(str, Enum):
+    """The ways ``data drop --corrupt`` breaks a batch: ``tasks.data.CORRUPT_KINDS``, spelt out
+    here because tasks.data imports pandas, which the command line must not load to build itself."""
+
+    RANGE = "range"
+    MISSING_COLUMN = "missing-column"
+    LABELS = "labels"
+    NULLS = "nulls"
+    FEW_ROWS = "few-rows"
+
+
+def parse_corruption(value: str | Corruption) -> Corruption:
+    """``value`` as a :class:`Corruption`.
+
+    Typer's own message for a bad choice quotes each choice; this one lists them as the help
+    and the README do ("range, missing-column, ...").
+
+    Raises:
+        typer.BadParameter: ``value`` is not one of the kinds (a usage error: exit code 2).
+    """
+    try:
+        return Corruption(value)
+    except ValueError:
+        kinds = ", ".join(kind.value for kind in Corruption)
+        raise typer.BadParameter(f"choose one of {kinds}; got {value!r}") from None
+
+
+def retrain(model: ModelOption = None) -> None:
+    """Run the nightly retrain once, now, and print its outcome."""
+    settings = load_settings()
+    name = model_name(settings, model)
+    from core.orchestrator import configure_prefect
+
+    configure_prefect(settings)
+    from flows.retrain import retrain as retrain_flow
+
+    state = asyncio.run(retrain_flow(model=name, return_state=True))
+    if not state.is_completed():
+        error = state.result(raise_on_failure=False)
+        errors.print(f"[red]retrain of {name} failed:[/red] {error}", highlight=False)
+        raise typer.Exit(1)
+    report = state.result()
+    console.print(report.summary, highlight=False)
+
+
+def serve() -> None:
+    """Serve the Prefect deployments from this process until interrupted.
+
+    retrain/retrain-nightly-<model> for every configured model (schedule.cron in
+    schedule.timezone, one run per model at a time), release/release and rollback/rollback
+    (no schedule; run them with `prefect deployment run`). Needs a Prefect server at
+    PREFECT_API_URL (`prefect server start`): schedules on a temporary one would vanish.
+    """
+    settings = load_settings()
+    from core.orchestrator import configure_prefect, reachable_prefect_api
+
+    configure_prefect(settings)
+    url = reachable_prefect_api()
+    if url is None:
+        errors.print(
+            "[red]no Prefect server answers at PREFECT_API_URL; start one (`prefect server start`) and "
+            "set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)[/red]"
+        )
+        raise typer.Exit(2)
+    from deployments.schedule import build_deployments
+
+    try:
+        deployments = build_deployments(settings)
+    except ValueError as error:
+        errors.print(f"[red]invalid schedule:[/red] {error}", highlight=False)
+        raise typer.Exit(2) from None
+    console.print(
+        f"serving {', '.join(d.name for d in deployments)} on {url}; "
+        f"nightly retrain at {settings.schedule.cron!r} ({settings.schedule.timezone})",
+        highlight=False,
+    )
+    import prefect
+
+    try:
+        prefect.serve(*deployments, pause_on_shutdown=False)
+    except KeyboardInterrupt:
+        console.print("stopped; the deployments stay active and run again at the next `tfrelease serve`")
+
+
+def slack_app() -> None:
+    """Run the Slack receiver (Approve / Reject / Roll back buttons) until interrupted.
+
+    HTTP on slack.host:slack.port at /slack/events, or Socket Mode when slack.app_token is set.
+    Releases and rollbacks start runs of the release and rollback deployments when a Prefect
+    server answers (as flow runs in this process when nobody serves them), and run here otherwise.
+    """
+    settings = load_settings()
+    import logging
+
+    from slack_bolt.error import BoltError
+
+    from tfrelease.slack_app import serve as serve_slack
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        serve_slack(settings)
+    except (ConfigError, BoltError) as error:
+        errors.print(f"[red]{error}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        console.print("Slack receiver stopped")
+
+
+def data_drop(
+    model: ModelOption = None,
+    corrupt: Annotated[
+        Optional[Corruption],
+        typer.Option(parser=parse_corruption, help="Drop a deliberately broken batch of this kind."),
+    ] = None,
+) -> None:
+    """Drop the next bundled daily batch into the model's incoming folder."""
+    settings = load_settings()
+    name = model_name(settings, model)
+    from tasks.data import DataFolders, NoMoreBatches, drop_bundled_batch
+
+    if settings.model(name).source != "digits":
+        errors.print(f"[red]model {name} reads its own folder {settings.incoming_dir(name)}; only the bundled digits source has batches to drop[/red]")
+        raise typer.Exit(2)
+    try:
+        path = drop_bundled_batch(DataFolders.for_model(settings, name), None if corrupt is None else corrupt.value)  # type: ignore[arg-type]
+    except NoMoreBatches as error:
+        errors.print(f"[yellow]{error}[/yellow]")
+        raise typer.Exit(1) from None
+    console.print(f"dropped {path}")
