@@ -1,5 +1,6 @@
 """Fixtures shared by every test: an isolated tfrelease home, one Prefect test harness for
-the session, and one model trained once on the first bundled batch."""
+the session, and one model trained once on the first bundled batch; and the markers that make
+the fast lane (``pytest -m "not slow"``), applied by rule in ``pytest_collection_modifyitems``."""
 
 from __future__ import annotations
 
@@ -14,6 +15,33 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # Prefect's temporary test server needs 12-16 s to start here; its default timeout is 20 s.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+
+# --- markers (registered in pyproject.toml) ---------------------------------------------------
+# e2e: every test under tests/e2e. postgres: a test that uses the postgres_admin fixture, or the
+# "postgresql" case of the registry's backends (tests/registry/conftest.py marks that param).
+# slow: e2e, postgres, a real Prefect server or the session's test harness (7-16 s to start,
+# about 1 s a flow run), the modules below, and single tests marked where they are defined.
+# `pytest -m "not slow"` stays under two minutes; plain `pytest` (CI) runs everything.
+SLOW_FIXTURES = frozenset({"prefect_server", "prefect_harness"})
+SLOW_MODULES = frozenset({
+    "tests/registry/test_registry_concurrency.py",  # racing processes, 15-120 s a test
+})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.nodeid.partition("::")[0]
+        if module.startswith("tests/e2e/"):
+            item.add_marker(pytest.mark.e2e)
+        if "postgres_admin" in item.fixturenames:
+            item.add_marker(pytest.mark.postgres)
+        if (
+            item.get_closest_marker("e2e")
+            or item.get_closest_marker("postgres")
+            or SLOW_FIXTURES.intersection(item.fixturenames)
+            or module in SLOW_MODULES
+        ):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

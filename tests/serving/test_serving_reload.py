@@ -141,6 +141,7 @@ SCRIPTS = {
 }
 
 
+@pytest.mark.slow  # two fresh interpreters importing TensorFlow at once (30-60 s on 2 cores)
 def test_push_imports_no_tensorflow_and_tensorflow_still_imports_either_way_round():
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
     runs = {  # in parallel: each imports TensorFlow (about 11 s)

@@ -18,13 +18,13 @@ from tasks.data import LABEL, PIXELS, DataFolders, corrupt_batch
 from tasks.validate import (
     DataValidationError,
     SuiteError,
-    ValidationReport,
     quarantine,
     raise_for_failures,
     report_paths,
     screen_batches,
     validate_batch,
 )
+from tasks.validation_report import ValidationReport
 
 REPO = Path(__file__).resolve().parents[2]
 SUITE = suite_path("digits")
@@ -114,6 +114,7 @@ def test_a_clean_batch_passes(batch):
     assert pickle.loads(pickle.dumps(report)) == report  # crosses Prefect task boundaries
 
 
+@pytest.mark.slow  # 5 validations of up to 900 rows; test_a_clean_batch_passes is the fast one
 def test_every_bundled_batch_and_the_holdout_pass(digits_split):
     holdout, batches = digits_split
     for n, frame in enumerate([*batches, holdout]):
@@ -126,9 +127,10 @@ def test_every_bundled_batch_and_the_holdout_pass(digits_split):
     [
         ("range", {(BETWEEN, "pixel_5"), (BETWEEN, "pixel_6")}, "43 of 300 values outside [0, 16] (e.g. 17)"),
         ("missing-column", {(COLUMNS, None), (BETWEEN, "pixel_10"), (NOT_NULL, "pixel_10"), (TYPES, "pixel_10")}, "missing pixel_10"),
-        ("labels", {(IN_SET, LABEL), (SHARES, LABEL)}, "43 of 300 values not in {0, 1, 2, 3, 4, 5, 6, 7, 8, 9} (e.g. 12)"),
-        ("nulls", {(NOT_NULL, "pixel_20")}, "43 of 300 values are null"),
-        ("few-rows", {(ROWS, None), (SHARES, LABEL)}, "observed 5 rows, expected at least 50"),
+        # The fast lane keeps two kinds; each failing validation takes 2-3 s.
+        pytest.param("labels", {(IN_SET, LABEL), (SHARES, LABEL)}, "43 of 300 values not in {0, 1, 2, 3, 4, 5, 6, 7, 8, 9} (e.g. 12)", marks=pytest.mark.slow),
+        pytest.param("nulls", {(NOT_NULL, "pixel_20")}, "43 of 300 values are null", marks=pytest.mark.slow),
+        pytest.param("few-rows", {(ROWS, None), (SHARES, LABEL)}, "observed 5 rows, expected at least 50", marks=pytest.mark.slow),
     ],
 )
 def test_each_corruption_fails_the_expectation_that_guards_against_it(batch, kind, expected, summary):
@@ -143,6 +145,7 @@ def test_each_corruption_fails_the_expectation_that_guards_against_it(batch, kin
     assert report.failed[0].notes  # why the expectation exists travels with the failure
 
 
+@pytest.mark.slow  # 3 failing validations (each runs twice: BOOLEAN_ONLY, then SUMMARY)
 def test_label_shares_single_class_skewed_and_shifted_batches_fail(digits):
     single = digits[digits[LABEL] == 3]  # 183 rows of one digit
     report = validate_batch(single, SUITE, "threes")
@@ -158,12 +161,14 @@ def test_label_shares_single_class_skewed_and_shifted_batches_fail(digits):
     assert "divergence is infinite" in report.describe()
 
 
+@pytest.mark.slow  # 3 more validations
 def test_small_real_batches_pass_the_label_share_check(digits):
     for seed in range(3):
         sample = digits.sample(n=100, random_state=seed)
         assert validate_batch(sample, SUITE, f"sample-{seed}").success
 
 
+@pytest.mark.slow  # 3 validations, 2 of them failing
 def test_extra_columns_and_wrong_types_fail(batch):
     extra = batch.assign(source="scanner-2")
     report = validate_batch(extra, SUITE, "extra")
