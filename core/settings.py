@@ -11,9 +11,10 @@ Settings are built on first use by :func:`get_settings`, never at import.
 from __future__ import annotations
 
 import os
+import tomllib
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -41,11 +42,26 @@ class ConfigError(Exception):
 
     @classmethod
     def from_validation_error(cls, error: ValidationError) -> ConfigError:
+        """One line per bad key: ``  <key>: <why> (got <value>)``. The value is shown only when
+        it is a plain value of a key that holds no secret: a whole section (as a model-level check
+        reports it) could carry a token, and a secret is never printed."""
         lines = []
         for item in error.errors():
             key = ".".join(str(part) for part in item["loc"]) or "(root)"
-            lines.append(f"  {key}: {item['msg']} (got {item.get('input')!r})")
+            lines.append(f"  {key}: {item['msg']}{_shown_input(item['loc'], item.get('input'))}")
         return cls("invalid tfrelease configuration:\n" + "\n".join(lines))
+
+
+# Keys whose values are secrets, or URLs that may carry a password: never echoed in an error.
+_SECRET_KEY_PARTS = ("token", "secret", "password", "url")
+
+
+def _shown_input(loc: tuple[Any, ...], value: Any) -> str:
+    if isinstance(value, (dict, list, tuple, set)):
+        return ""
+    if any(part in str(name).lower() for name in loc for part in _SECRET_KEY_PARTS):
+        return " (value hidden)"
+    return f" (got {value!r})"
 
 
 class _Strict(BaseModel):
@@ -278,12 +294,16 @@ def load_settings(**overrides: object) -> Settings:
     """Build settings from defaults, the TOML file and the environment, plus ``overrides``.
 
     Raises:
-        ConfigError: a value is invalid; the message names each key and why.
+        ConfigError: a value is invalid (the message names each key and why), or the TOML file
+            does not parse (the message names the file, line and column).
     """
     try:
         return Settings(**overrides)
     except ValidationError as error:
         raise ConfigError.from_validation_error(error) from None
+    except tomllib.TOMLDecodeError as error:  # its message names the line and column
+        config = Path(os.environ.get("TFRELEASE_CONFIG", DEFAULT_CONFIG_FILE))
+        raise ConfigError(f"{config} is not valid TOML: {error}") from None
 
 
 @lru_cache(maxsize=1)

@@ -20,9 +20,11 @@ if TYPE_CHECKING:
     from registry.models import ModelVersionRecord
     from registry.store import RegistryStore
 
-# Tables are wider than the 80 columns Rich assumes when output is not a terminal.
-console = Console(width=None if Console().is_terminal else 140)
-errors = Console(stderr=True)
+# Tables are wider than the 80 columns Rich assumes when output is not a terminal. No markup:
+# messages carry bracketed text ("[pid 4242, ...]", "[stuck_registering]") that Rich would eat;
+# colour is given with style=.
+console = Console(width=None if Console().is_terminal else 140, markup=False)
+errors = Console(stderr=True, markup=False, soft_wrap=True)  # one message, one line
 
 ModelOption = Annotated[Optional[str], typer.Option("--model", "-m", help="Model name (default: the configured default_model).")]
 
@@ -36,7 +38,7 @@ def load_settings() -> Settings:
     try:
         return get_settings()
     except ConfigError as error:
-        errors.print(f"[red]{error}[/red]", highlight=False)
+        errors.print(f"{error}", style="red", highlight=False)
         raise typer.Exit(2) from None
 
 
@@ -50,7 +52,7 @@ def model_name(settings: Settings, model: str | None) -> str:
     try:
         settings.model(name)
     except ConfigError as error:
-        errors.print(f"[red]{error}[/red]")
+        errors.print(f"{error}", style="red")
         raise typer.Exit(2) from None
     return name
 
@@ -61,10 +63,27 @@ def actor() -> str:
 
 
 def open_store(settings: Settings) -> RegistryStore:
-    """The registry at ``settings.registry_url`` (its schema migrated if needed)."""
+    """The registry at ``settings.registry_url`` (its schema migrated if needed).
+
+    Raises:
+        typer.Exit: code 1 when the database cannot be reached or the URL is unusable; one line
+            names the URL (its password hidden) and the database's own reason.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
     from registry.store import RegistryStore
 
-    return RegistryStore.open(settings.registry_url)
+    try:
+        return RegistryStore.open(settings.registry_url)
+    except (OperationalError, ArgumentError, ValueError) as error:
+        try:
+            shown = make_url(settings.registry_url).render_as_string(hide_password=True)
+        except ArgumentError:
+            shown = "the configured database_url"
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        errors.print(f"cannot open the registry at {shown}: {reason}", style="red", highlight=False)
+        raise typer.Exit(1) from None
 
 
 def version_or_exit(store: RegistryStore, name: str, version: int) -> ModelVersionRecord:
@@ -78,5 +97,5 @@ def version_or_exit(store: RegistryStore, name: str, version: int) -> ModelVersi
     try:
         return store.get_version(name, version)
     except RegistryError as error:
-        errors.print(f"[red]{error}[/red]", highlight=False)
+        errors.print(f"{error}", style="red", highlight=False)
         raise typer.Exit(1) from None

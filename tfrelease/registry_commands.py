@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from tfrelease.console import (
     ModelOption,
@@ -39,7 +40,7 @@ def versions(model: ModelOption = None) -> None:
         table.add_row(
             row.model_name,
             str(row.version),
-            f"[bold green]{row.status.value}[/bold green]" if is_production else row.status.value,
+            Text(row.status.value, style="bold green") if is_production else row.status.value,
             _fraction(metrics.get("accuracy")),
             _fraction(metrics.get("macro_f1")),
             _fraction(metrics.get("loss")),
@@ -62,9 +63,9 @@ def show(version: int, model: ModelOption = None) -> None:
     try:
         row = open_store(settings).get_version(name, version)
     except RegistryError as error:
-        errors.print(f"[red]{error}[/red]", highlight=False)
+        errors.print(f"{error}", style="red", highlight=False)
         raise typer.Exit(1) from None
-    console.print(f"[bold]{row.model_name} version {row.version}[/bold]: {row.status.value}", highlight=False)
+    console.print(f"{row.model_name} version {row.version}: {row.status.value}", style="bold", highlight=False)
     from tasks.comparison import compare
 
     comparison = compare(row.metrics, row.baseline_metrics)
@@ -121,7 +122,7 @@ def doctor(fix: Annotated[bool, typer.Option("--fix", help="Repair what is safe 
         console.print("no drift: registry, model store and models.config agree")
         return
     for drift in drifts:
-        console.print(f"{'[yellow]' if drift.safe else '[red]'}{drift}[/]", highlight=False)
+        console.print(str(drift), style="yellow" if drift.safe else "red", highlight=False)
     if not fix:
         console.print("run `tfrelease doctor --fix` to apply the safe repairs")
         raise typer.Exit(1)
@@ -129,7 +130,7 @@ def doctor(fix: Annotated[bool, typer.Option("--fix", help="Repair what is safe 
         console.print(f"fixed: {line}", highlight=False)
     remaining = find_drift(store, settings.model_store, settings.serving_config_path)
     for drift in remaining:
-        console.print(f"[red]left for a human:[/red] {drift}", highlight=False)
+        console.print(f"left for a human: {drift}", style="red", highlight=False)
     if remaining:
         raise typer.Exit(1)
 
@@ -148,7 +149,7 @@ def gc(
     try:
         plan = plan_gc(store, name, settings.model(name).keep_versions if keep is None else keep)
     except ValueError as error:
-        errors.print(f"[red]{error}[/red]", highlight=False)
+        errors.print(f"{error}", style="red", highlight=False)
         raise typer.Exit(2) from None
     console.print(plan.describe(), highlight=False)
     if dry_run or not plan.delete:

@@ -58,10 +58,10 @@ def launch(settings: Settings, url: str | None, deployment: str, parameters: dic
     try:
         run = launch_deployment(settings, deployment, parameters)
     except httpx.HTTPError as error:
-        errors.print(f"[red]could not start the {what} on the Prefect server at {url}:[/red] {error}", highlight=False)
+        errors.print(f"could not start the {what} on the Prefect server at {url}: {error}", style="red", highlight=False)
         raise typer.Exit(1) from None
     if run is None:
-        console.print(f"[yellow]nobody serves {deployment} on {url} (no `tfrelease serve` or worker): the {what} runs here[/yellow]")
+        console.print(f"nobody serves {deployment} on {url} (no `tfrelease serve` or worker): the {what} runs here", style="yellow")
         return False
     console.print(f"{what} started as {run}", highlight=False)
     if run.url:
@@ -71,10 +71,10 @@ def launch(settings: Settings, url: str | None, deployment: str, parameters: dic
     try:
         state, message = wait_for_run(run, timeout_seconds=WAIT_TIMEOUT_SECONDS)
     except TimeoutError as error:
-        errors.print(f"[red]{error}[/red]", highlight=False)
+        errors.print(f"{error}", style="red", highlight=False)
         raise typer.Exit(1) from None
     if state != "Completed":
-        errors.print(f"[red]{what} ended {state}:[/red] {message}", highlight=False)
+        errors.print(f"{what} ended {state}: {message}", style="red", highlight=False)
         raise typer.Exit(1)
     from registry.lifecycle import PRODUCTION
 
@@ -101,7 +101,7 @@ def _run_release(settings: Settings, name: str, version: int, *, reason: str, fo
 
     state = asyncio.run(release_flow(**parameters, return_state=True))
     if not state.is_completed():
-        errors.print(f"[red]{what} failed; nothing changed:[/red] {state.result(raise_on_failure=False)}", highlight=False)
+        errors.print(f"{what} failed; nothing changed: {state.result(raise_on_failure=False)}", style="red", highlight=False)
         raise typer.Exit(1)
     console.print(state.result().summary, highlight=False)
 
@@ -121,7 +121,7 @@ def release(
     settings = load_settings()
     name = model_name(settings, model)
     if force and not reason:
-        errors.print("[red]--force needs --reason: a forced release of a rejected version must say why[/red]")
+        errors.print("--force needs --reason: a forced release of a rejected version must say why", style="red")
         raise typer.Exit(2)
     _run_release(settings, name, version, reason=reason or "released from the CLI", force=force, wait=wait)
 
@@ -138,7 +138,7 @@ def approve(
     store = open_store(settings)
     record = version_or_exit(store, name, version)
     if record.status.value not in {"pending_approval", "approved"}:
-        errors.print(f"[red]{name} version {version} is {record.status.value}, not awaiting approval; use `tfrelease release {version}`[/red]")
+        errors.print(f"{name} version {version} is {record.status.value}, not awaiting approval; use `tfrelease release {version}`", style="red")
         raise typer.Exit(1)
     if record.status.value == "pending_approval":
         store.approve(name, version, actor=actor(), reason=reason)
@@ -156,7 +156,7 @@ def reject(version: int, reason: Annotated[str, typer.Option(help="Why; recorded
     try:
         record = store.reject(name, version, actor=actor(), reason=reason)
     except RegistryError as error:
-        errors.print(f"[red]{error}[/red]", highlight=False)
+        errors.print(f"{error}", style="red", highlight=False)
         raise typer.Exit(1) from None
     document_version(store, settings.model_store, name, version, actor=actor())
     console.print(f"{name} version {version} is now {record.status.value}: {reason}")
@@ -202,6 +202,6 @@ def rollback(
                     settings, name, result.from_version, result.to_version, actor=actor(), reason=reason, origin=None, run=None
                 )
     except (RollbackRefused, RegistryError, ServingReloadError, ServingConfigError) as error:
-        errors.print(f"[red]rollback of {name} refused; nothing changed:[/red] {error}", highlight=False)
+        errors.print(f"rollback of {name} refused; nothing changed: {error}", style="red", highlight=False)
         raise typer.Exit(1) from None
     console.print(f"{name} rolled back from version {result.from_version} to {result.to_version}; {settings.serving_config_path} updated")

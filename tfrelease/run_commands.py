@@ -55,7 +55,7 @@ def retrain(model: ModelOption = None) -> None:
     state = asyncio.run(retrain_flow(model=name, return_state=True))
     if not state.is_completed():
         error = state.result(raise_on_failure=False)
-        errors.print(f"[red]retrain of {name} failed:[/red] {error}", highlight=False)
+        errors.print(f"retrain of {name} failed: {error}", style="red", highlight=False)
         raise typer.Exit(1)
     report = state.result()
     console.print(report.summary, highlight=False)
@@ -76,8 +76,9 @@ def serve() -> None:
     url = reachable_prefect_api()
     if url is None:
         errors.print(
-            "[red]no Prefect server answers at PREFECT_API_URL; start one (`prefect server start`) and "
-            "set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)[/red]"
+            "no Prefect server answers at PREFECT_API_URL; start one (`prefect server start`) and "
+            "set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)",
+            style="red",
         )
         raise typer.Exit(2)
     from deployments.schedule import build_deployments
@@ -85,7 +86,7 @@ def serve() -> None:
     try:
         deployments = build_deployments(settings)
     except ValueError as error:
-        errors.print(f"[red]invalid schedule:[/red] {error}", highlight=False)
+        errors.print(f"invalid schedule: {error}", style="red", highlight=False)
         raise typer.Exit(2) from None
     console.print(
         f"serving {', '.join(d.name for d in deployments)} on {url}; "
@@ -118,7 +119,7 @@ def slack_app() -> None:
     try:
         serve_slack(settings)
     except (ConfigError, BoltError) as error:
-        errors.print(f"[red]{error}[/red]", highlight=False)
+        errors.print(f"{error}", style="red", highlight=False)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         console.print("Slack receiver stopped")
@@ -137,11 +138,11 @@ def data_drop(
     from tasks.data import DataFolders, NoMoreBatches, drop_bundled_batch
 
     if settings.model(name).source != "digits":
-        errors.print(f"[red]model {name} reads its own folder {settings.incoming_dir(name)}; only the bundled digits source has batches to drop[/red]")
+        errors.print(f"model {name} reads its own folder {settings.incoming_dir(name)}; only the bundled digits source has batches to drop", style="red")
         raise typer.Exit(2)
     try:
         path = drop_bundled_batch(DataFolders.for_model(settings, name), None if corrupt is None else corrupt.value)  # type: ignore[arg-type]
     except NoMoreBatches as error:
-        errors.print(f"[yellow]{error}[/yellow]")
+        errors.print(f"{error}", style="yellow")
         raise typer.Exit(1) from None
     console.print(f"dropped {path}")

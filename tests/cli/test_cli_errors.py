@@ -1,0 +1,77 @@
+"""Bad input gets one clear line, never a traceback and never a secret: configuration errors, a
+TOML syntax error, an unreachable registry, and messages whose bracketed text must survive."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from core.settings import get_settings
+from registry.store import RegistryStore
+from tfrelease.cli import app
+
+runner = CliRunner()
+
+SECRETS = {
+    "TFRELEASE_SLACK__BOT_TOKEN": "xoxb-MARKER-BOT",
+    "TFRELEASE_SLACK__SIGNING_SECRET": "MARKER-SIGNING",
+    "TFRELEASE_SLACK__APP_TOKEN": "xapp-MARKER-APP",
+    "TFRELEASE_DATABASE_URL": "postgresql+psycopg://bob:MARKER-PASSWORD@127.0.0.1:1/registry",
+}
+
+
+def invoke(*arguments: str):
+    get_settings.cache_clear()
+    try:
+        return runner.invoke(app, list(arguments))
+    finally:
+        get_settings.cache_clear()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"TFRELEASE_DEFAULT_MODEL": "nope"},  # a model-level check reports the whole configuration as its input
+        {"TFRELEASE_SLACK__PORT": "not-a-port"},
+        {"TFRELEASE_SLACK__CHANEL": "#typo"},
+        {"TFRELEASE_SLACK__BOT_TOKEN": "12"},  # the secret key itself is valid here, but must never be echoed
+    ],
+)
+def test_a_configuration_error_names_the_key_and_never_prints_a_secret(settings, monkeypatch, bad):
+    for key, value in {**SECRETS, **bad}.items():
+        monkeypatch.setenv(key, value)
+    for command in (["versions"], ["rollback"], ["doctor"]):
+        result = invoke(*command)
+        assert "MARKER" not in result.output, result.output
+        assert "Traceback" not in result.output
+    if "TFRELEASE_SLACK__BOT_TOKEN" not in bad:
+        assert result.exit_code == 2 and "invalid tfrelease configuration" in result.output
+        key = next(iter(bad)).removeprefix("TFRELEASE_").lower().replace("__", ".")
+        assert (key if key != "default_model" else "default_model 'nope'") in result.output
+
+
+def test_a_toml_syntax_error_names_the_file_line_and_column(settings, tmp_path):
+    (tmp_path / "tfrelease.toml").write_text('home = "h"\n[models.digits\n')
+    result = invoke("versions")
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "tfrelease.toml is not valid TOML: Expected ']' at the end of a table declaration (at line 2, column 15)"
+    ]
+
+
+@pytest.mark.parametrize("command", [["versions"], ["doctor"], ["rollback"], ["history"]])
+def test_an_unreachable_registry_is_one_line_naming_the_url_without_its_password(settings, monkeypatch, command):
+    monkeypatch.setenv("TFRELEASE_DATABASE_URL", SECRETS["TFRELEASE_DATABASE_URL"])
+    result = invoke(*command)
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("cannot open the registry at postgresql+psycopg://bob:***@127.0.0.1:1/registry: ")
+    assert "MARKER" not in line
+
+
+def test_bracketed_text_in_messages_is_printed_as_written(settings):
+    store = RegistryStore.open(settings.registry_url)
+    store.allocate_version("digits", actor="test", reason="an export that never finished")
+    result = invoke("doctor")
+    assert result.exit_code == 1
+    assert "[stuck_registering] digits v1:" in result.output
