@@ -261,20 +261,25 @@ def corrupt_batch(frame: pd.DataFrame, kind: CorruptKind) -> pd.DataFrame:
 
 
 def collect_incoming(folders: DataFolders, bundled: bool) -> list[Path]:
-    """The batches waiting in ``incoming/``, sorted by name.
+    """Everything waiting in ``incoming/``, sorted by name: batch files and any other entry.
+
+    An entry that is not a batch file (a directory, another suffix; see :func:`not_a_batch`)
+    is returned too, so that screening quarantines it with a report instead of leaving it
+    behind unnoticed. Hidden entries (``.name.*``) are left alone: they are batches still
+    being written (see :func:`list_incoming`).
 
     With the bundled source (``bundled=True``) and nothing waiting, the next daily batch is
     dropped first, so that each night sees new data; once all are delivered, [] is returned.
     """
     folders.create()
-    waiting = list_batches(folders.incoming)
+    waiting = list_incoming(folders.incoming)
     if waiting or not bundled:
         return waiting
     try:
         drop_bundled_batch(folders)
     except NoMoreBatches:
         return []
-    return list_batches(folders.incoming)
+    return list_incoming(folders.incoming)
 
 
 def load_holdout(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -293,11 +298,54 @@ def load_holdout(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray,
     return features, labels, columns
 
 
-def list_batches(folder: Path) -> list[Path]:
-    """Batch files (Parquet or CSV, not hidden) directly in ``folder``, sorted by name; [] if absent."""
+def list_incoming(folder: Path) -> list[Path]:
+    """Every entry directly in ``folder`` except hidden ones, sorted by name; [] if absent.
+
+    A hidden name is a file in flight: producers write a batch under a hidden temporary name
+    (``.<name>.<random>``, as :func:`core.files.write_atomically` does) and rename it when it is
+    complete, so it is neither read nor moved before then.
+    """
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in BATCH_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def list_batches(folder: Path) -> list[Path]:
+    """Batch files (Parquet or CSV, not hidden) directly in ``folder``, sorted by name; [] if absent."""
+    return [p for p in list_incoming(folder) if not_a_batch(p) is None]
+
+
+def not_a_batch(path: Path) -> str | None:
+    """Why the entry ``path`` is not a batch file, in one sentence naming it; None when it is one.
+
+    A batch file is a regular file (or a link to one) named ``*.parquet`` or ``*.csv`` (any case).
+    """
+    kinds = " or ".join(BATCH_SUFFIXES)
+    if path.is_dir():
+        return f"{path.name} is a directory, not a batch file (a batch is one {kinds} file)"
+    if not path.is_file():
+        return f"{path.name} is not a regular file (a broken link, a pipe or a socket), so it is not a batch file"
+    if not path.suffix:
+        return f"{path.name} has no suffix, so it is not a batch file (batch files end in {kinds})"
+    if path.suffix.lower() not in BATCH_SUFFIXES:
+        return f"{path.name} is a {path.suffix} file, not a batch file (batch files end in {kinds})"
+    return None
+
+
+def clashes_with_accepted(path: Path, folders: DataFolders) -> str | None:
+    """Why the batch file ``path`` can never be accepted because ``accepted/`` holds a different
+    file of the same name (naming that file), or None (no such file, or the same bytes).
+
+    Raises:
+        OSError: either file cannot be read.
+    """
+    target = folders.accepted / path.name
+    if not target.exists() or (target.is_file() and file_sha256(target) == file_sha256(path)):
+        return None
+    return (
+        f"{path.name}: a different batch of that name was accepted before ({target}); an accepted "
+        "batch is never replaced: deliver the new one under a new name"
+    )
 
 
 def read_batch(path: Path) -> pd.DataFrame:
@@ -320,17 +368,21 @@ def read_batch(path: Path) -> pd.DataFrame:
 def accept_batch(path: Path, folders: DataFolders) -> Path:
     """Move a validated batch into ``accepted/`` and return its new path.
 
+    The same batch delivered again (same name, same bytes) is dropped: one copy is kept.
+
     Raises:
         DataError: a different file of the same name was accepted before (a batch is
-            never overwritten; rename the new one).
+            never overwritten; rename the new one; see :func:`clashes_with_accepted`). The
+            batch stays where it is.
     """
     folders.accepted.mkdir(parents=True, exist_ok=True)
     target = folders.accepted / path.name
+    clash = clashes_with_accepted(path, folders)
+    if clash:
+        raise DataError(clash)
     if target.exists():
-        if file_sha256(target) == file_sha256(path):
-            path.unlink()  # the same batch delivered twice: keep one copy
-            return target
-        raise DataError(f"{path.name}: a different batch of that name was accepted before ({target})")
+        path.unlink()  # the same batch delivered twice: keep one copy
+        return target
     shutil.move(path, target)
     return target
 

@@ -7,7 +7,9 @@ that repair is safe to apply without a person; ``repair`` applies the safe ones 
 
 What counts as safe: a change that cannot make TF Serving serve something the registry does
 not say it should, cannot destroy the files of a version that may still be released or
-rolled back to, and cannot break a run that may still be in progress (hence the age limits).
+rolled back to, and cannot break a run that may still be in progress: what a run may still be
+using waits for the age limits below, unless the model's retrain lock (:func:`retrain_lock`)
+shows that no retrain is running, and then it is repaired at once.
 Anything else (a SavedModel whose bytes changed, a version whose folder vanished) is
 reported for a human: re-release or roll back.
 
@@ -16,15 +18,28 @@ Plain module (no TensorFlow, no Prefect): it runs on the CLI's fast path.
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 from registry.errors import RegistryError
 from registry.lifecycle import PREVIOUS
 from registry.store import RegistryStore
-from tasks.drift import FAILED_BY_DOCTOR, ORPHANED_PREFIX, Drift, RepairAction
+from tasks.drift import (
+    FAILED_BY_DOCTOR,
+    ORPHANED_PREFIX,
+    RETRAIN_HOLDER,
+    RETRAIN_LOCK,
+    Drift,
+    RepairAction,
+    RetrainLock,
+    RetrainState,
+)
 from tasks.model_store_drift import check_model_folders, subfolders
 from tasks.retention import remove_folder
 from tasks.serving import sync_serving_config
@@ -32,10 +47,11 @@ from tasks.serving_drift import check_serving_config
 
 DEFAULT_STAGING_GRACE = timedelta(minutes=10)
 """Temporary folders, and ``registering`` rows with no folder, younger than this may belong
-to an export that is still running: reported, never touched."""
+to an export that is still running: reported, never touched (unless the model's retrain lock
+is free; a retention run's ``.deleting-`` folder waits regardless)."""
 DEFAULT_REGISTERING_TIMEOUT = timedelta(hours=1)
 """A ``registering`` row whose folder is complete, younger than this, may still be being
-evaluated by its run: reported, never touched."""
+evaluated by its run: reported, never touched (unless the model's retrain lock is free)."""
 
 
 def find_drift(
@@ -46,6 +62,7 @@ def find_drift(
     now: datetime | None = None,
     staging_grace: timedelta = DEFAULT_STAGING_GRACE,
     registering_timeout: timedelta = DEFAULT_REGISTERING_TIMEOUT,
+    data_dir: Callable[[str], Path] | None = None,
 ) -> list[Drift]:
     """Every disagreement between the registry, ``model_store`` and ``config_path``.
 
@@ -53,6 +70,12 @@ def find_drift(
     are those in the registry plus every non-hidden folder of ``model_store``. ``now``
     (timezone-aware, default the current UTC time) is compared with registry timestamps
     and folder modification times.
+
+    ``data_dir`` gives a model's data folder (``Settings.data_dir``), whose retrain lock
+    :func:`retrain_lock` probes for a model with a ``registering`` row or a staging folder,
+    after reading the model's rows and listing its folder. While no retrain holds it, those
+    are repaired at once whatever their age; while one does (or it cannot be told), the age
+    limits decide and the drift says so. Without ``data_dir``, the age limits alone decide.
 
     Returns:
         Drifts ordered by model, then version (None first), then kind.
@@ -79,9 +102,55 @@ def find_drift(
             staging_grace,
             registering_timeout,
             intact,
+            retrain=None if data_dir is None else partial(_probe, data_dir, model),
         )
     drifts += check_serving_config(store, model_store, config_path, set(known), intact)
     return sorted(drifts, key=lambda d: (d.model, -1 if d.version is None else d.version, d.kind.value))
+
+
+def retrain_lock(folder: Path) -> RetrainLock:
+    """Whether a retrain holds the lock in ``folder`` (a model's data folder); never waits, changes nothing.
+
+    ``tasks.data.hold_for_retrain`` holds an exclusive ``flock`` on ``<folder>/.retrain.lock``
+    for a whole retrain, and the kernel releases it when the process ends, however it ends.
+    The probe opens the existing file read-only and asks for a shared ``flock`` without
+    waiting: refused, a retrain holds it (HELD, named by its ``.retrain.holder`` note);
+    granted, nothing does (FREE), and it is released at once. For those few microseconds a
+    retrain starting on the same model would be refused as already running.
+
+    The lock is per file system: a retrain on another machine with its own data folder is
+    not seen. A missing lock file (no retrain has run from this home) or one that cannot be
+    opened or locked gives UNKNOWN with the reason: the caller keeps its age limits.
+    """
+    lock = folder / RETRAIN_LOCK
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return RetrainLock(RetrainState.UNKNOWN, f"{lock} does not exist (no retrain has run with this data folder)")
+    except OSError as error:
+        return RetrainLock(RetrainState.UNKNOWN, f"cannot open {lock}: {error.strerror or error}")
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return RetrainLock(RetrainState.UNKNOWN, f"cannot lock {lock}: {error.strerror or error}")
+            try:
+                holder = (folder / RETRAIN_HOLDER).read_text(encoding="utf-8").strip()
+            except OSError:  # its holder has not written it yet, or is removing it to release
+                holder = ""
+            return RetrainLock(RetrainState.HELD, holder or "held by a process that has not named itself yet")
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return RetrainLock(RetrainState.FREE, str(lock))
+    finally:
+        os.close(fd)
+
+
+def _probe(data_dir: Callable[[str], Path], model: str) -> RetrainLock:
+    try:
+        return retrain_lock(data_dir(model))
+    except (OSError, RuntimeError) as error:  # its path cannot be worked out (RuntimeError: a symlink loop)
+        return RetrainLock(RetrainState.UNKNOWN, f"cannot find the data folder of {model}: {error}")
 
 
 def repair(

@@ -21,6 +21,11 @@ ORPHANED_PREFIX = ".orphaned-"
 
 FAILED_BY_DOCTOR = "export never completed (found by doctor)"
 """The reason of the ``failed`` event the doctor writes for a version stuck in ``registering``."""
+RETRAIN_LOCK = ".retrain.lock"
+"""``tasks.data.hold_for_retrain``'s lock in a model's data folder (``<home>/data/<model>/``): an
+``flock`` held for a whole retrain, allocation, export and registration included."""
+RETRAIN_HOLDER = ".retrain.holder"
+"""Beside it, who holds that lock: ``pid <pid> on <host>, since <YYYY-mm-dd HH:MM:SS> UTC``."""
 
 
 class DriftKind(StrEnum):
@@ -45,6 +50,30 @@ class RepairAction(StrEnum):
     DELETE_FOLDER = "delete_folder"
     MOVE_ASIDE = "move_aside"  # rename to <model>/.orphaned-<N>-<UTC time>
     SYNC_SERVING_CONFIG = "sync_serving_config"
+
+
+class RetrainState(StrEnum):
+    """Whether a retrain of a model was running when the doctor looked at the model."""
+
+    FREE = "free"  # its lock is free: no retrain is allocating, exporting or registering a version
+    HELD = "held"  # a retrain holds its lock: the age limits decide what may still be in use
+    UNKNOWN = "unknown"  # not checked, or it cannot be told: the age limits decide
+
+
+@dataclass(frozen=True)
+class RetrainLock:
+    """What a model's retrain lock (:data:`RETRAIN_LOCK`) said when the doctor looked.
+
+    ``detail`` is, for FREE, the lock file; for HELD, its holder (as its :data:`RETRAIN_HOLDER`
+    note says); for UNKNOWN, why it cannot be told (empty when it was not checked).
+    """
+
+    state: RetrainState
+    detail: str = ""
+
+
+NOT_CHECKED = RetrainLock(RetrainState.UNKNOWN)
+"""No data folder was given to look at: the age limits alone decide, as before the lock was probed."""
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,18 @@ are compared: temporary folders left by a crashed export or retention, numbered 
 no row (or a non-canonical name), versions stuck in ``registering``, versions whose files
 should exist (:data:`registry.lifecycle.HAS_FILES`) but are missing or changed, and folders
 of failed or deleted versions. Reads only (sha256 of the files included); changes nothing.
+
+What a run may still be using (a ``registering`` row, a staging folder) is left alone while it
+is young, unless the model's retrain lock is free: every allocation, export and registration
+happens inside a retrain holding that lock, so when nobody holds it their leftovers belong to a
+run that has ended (killed, most likely) and are repaired at once, whatever their age.
+Retention's ``.deleting-`` folders are made outside any retrain, so only their age counts.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,12 +25,15 @@ from registry.models import ModelVersionRecord, VersionStatus
 from tasks.checksum import file_sha256, tree_sha256
 from tasks.drift import (
     FAILED_BY_DOCTOR,
+    NOT_CHECKED,
     ORPHANED_PREFIX,
     SAVED_MODEL,
     STAGING_PREFIX,
     Drift,
     DriftKind,
     RepairAction,
+    RetrainLock,
+    RetrainState,
 )
 from tasks.retention import DELETING_PREFIX
 
@@ -39,6 +49,8 @@ def check_model_folders(
     staging_grace: timedelta,
     registering_timeout: timedelta,
     intact: dict[tuple[str, int], bool],
+    *,
+    retrain: Callable[[], RetrainLock] | None = None,
 ) -> list[Drift]:
     """Every drift between ``model``'s registry ``rows`` and its folder ``model_dir``.
 
@@ -50,12 +62,18 @@ def check_model_folders(
         model_dir: ``<model_store>/<model>``; a missing folder is an empty one.
         now: timezone-aware; compared with ``created_at`` of rows and folder modification times.
         staging_grace: temporary folders, and ``registering`` rows without a complete folder,
-            younger than this may belong to a running export: reported, never touched.
+            younger than this may belong to a running export: reported, never touched
+            (unless ``retrain`` says the lock is free; ``.deleting-`` folders always wait).
         registering_timeout: a ``registering`` row with a complete folder younger than this
-            may still be being evaluated: reported, never touched.
+            may still be being evaluated: reported, never touched (unless ``retrain`` says
+            the lock is free).
         intact: filled in (a side effect) for each version whose files should exist:
             ``(model, version) -> True`` when its folder is there and its checksums match;
             what the serving-config check needs to know which entries it may rewrite.
+        retrain: probes the model's retrain lock; called at most once, after ``rows`` were
+            read and ``model_dir`` listed (so that whatever they show of a retrain that
+            starts later is not in them), and only when a ``registering`` row or a staging
+            folder is there. None: not checked; the age limits alone decide.
 
     Returns:
         The drifts found: temporary and misnamed folders by name, then unregistered folders,
@@ -67,24 +85,41 @@ def check_model_folders(
     drifts: list[Drift] = []
     numbered: dict[int, Path] = {}
     young_staging: set[int] = set()
-    for folder in subfolders(model_dir):
+    folders = subfolders(model_dir)
+    lock = NOT_CHECKED
+    if retrain is not None and (
+        any(row.status is VersionStatus.REGISTERING for row in rows.values())
+        or any(folder.name.startswith(STAGING_PREFIX) for folder in folders)
+    ):
+        lock = retrain()
+    running = _retrain_words(model, lock)
+    for folder in folders:
         name = folder.name
         if temporary := _TEMPORARY.match(name):
             version = int(temporary.group(2))
             age = now - datetime.fromtimestamp(folder.stat().st_mtime, UTC)
-            young = age < staging_grace
-            if young and temporary.group(1) == STAGING_PREFIX:
+            staging = temporary.group(1) == STAGING_PREFIX
+            young = age < staging_grace and not (staging and lock.state is RetrainState.FREE)
+            if young and staging:
                 young_staging.add(version)
-            what = "an export" if temporary.group(1) == STAGING_PREFIX else "a retention run"
+            what = "an export" if staging else "a retention run"
+            if young:
+                proposal = f"leave it: {what} may still be using it (younger than {age_text(staging_grace)})"
+                if staging and running:
+                    proposal += f"; {running}"
+            elif staging and lock.state is RetrainState.FREE:
+                proposal = f"delete it: {running}, so no export is using it"
+            elif staging and running:
+                proposal = f"delete it (older than {age_text(staging_grace)}; {running})"
+            else:
+                proposal = "delete it"
             drifts.append(
                 Drift(
                     DriftKind.TEMPORARY_FOLDER,
                     model,
                     version,
                     f"temporary folder {name} left by {what}, {age_text(age)} old",
-                    f"leave it: {what} may still be using it (younger than {age_text(staging_grace)})"
-                    if young
-                    else "delete it",
+                    proposal,
                     safe=not young,
                     action=RepairAction.NONE if young else RepairAction.DELETE_FOLDER,
                     path=folder,
@@ -115,7 +150,7 @@ def check_model_folders(
         folder = numbered.get(version)
         if row.status is VersionStatus.REGISTERING:
             drifts += _check_registering(
-                row, folder, now, staging_grace, registering_timeout, version in young_staging
+                row, folder, now, staging_grace, registering_timeout, version in young_staging, lock
             )
         elif row.status in HAS_FILES:
             drift = _check_files(row, folder, model_dir / str(version), previous=version == previous)
@@ -161,39 +196,58 @@ def _check_registering(
     staging_grace: timedelta,
     registering_timeout: timedelta,
     exporting: bool,
+    lock: RetrainLock,
 ) -> list[Drift]:
     """A ``registering`` row: stuck (no complete folder) or exported but never recorded.
 
-    Left alone while its run may still be working on it (``exporting``: a young staging
-    folder of the same number).
+    Left alone while its run may still be working on it (young, or ``exporting``: a young
+    staging folder of the same number), unless ``lock`` says no retrain of the model is running.
     """
     age = now - row.created_at
     complete = folder is not None and (folder / SAVED_MODEL).is_file()
+    free = lock.state is RetrainState.FREE
+    running = _retrain_words(row.model_name, lock)
     if complete:
-        old = age >= registering_timeout
+        old = free or age >= registering_timeout
+        if old:
+            proposal = "mark it failed and move its folder aside (no metrics were recorded, so it cannot be released)"
+            if free:
+                proposal += f": {running}, so its run has ended"
+            elif running:
+                proposal += f" (older than {age_text(registering_timeout)}; {running})"
+        else:
+            proposal = (
+                f"leave it: its run (flow run {row.flow_run_id or 'unknown'}) may still be evaluating it; "
+                "check the flow run"
+            )
+            if running:
+                proposal += f"; {running}"
         return [
             Drift(
                 DriftKind.REGISTERING_WITH_FILES,
                 row.model_name,
                 row.version,
                 f"registering for {age_text(age)} with a complete folder: the run exported it but never recorded it",
-                "mark it failed and move its folder aside (no metrics were recorded, so it cannot be released)"
-                if old
-                else f"leave it: its run (flow run {row.flow_run_id or 'unknown'}) may still be evaluating it; "
-                "check the flow run",
+                proposal,
                 safe=old,
                 action=RepairAction.MARK_FAILED_AND_MOVE_ASIDE if old else RepairAction.NONE,
                 path=folder,
             )
         ]
-    old = age >= staging_grace and not exporting
+    old = free or (age >= staging_grace and not exporting)
     partial = f" and an incomplete folder (no {SAVED_MODEL})" if folder is not None else " and no version folder"
     if old:
         proposal = f"mark it failed ({FAILED_BY_DOCTOR})" + (" and move the incomplete folder aside" if folder else "")
+        if free:
+            proposal += f": {running}, so its export has ended"
+        elif running:
+            proposal += f" (older than {age_text(staging_grace)}; {running})"
     elif exporting:
         proposal = "leave it: a recent temporary export folder shows its export may still be running"
     else:
         proposal = f"leave it: it was allocated {age_text(age)} ago and its export may still be running"
+    if not old and running:
+        proposal += f"; {running}"
     return [
         Drift(
             DriftKind.STUCK_REGISTERING,
@@ -282,6 +336,17 @@ def _leftover(row: ModelVersionRecord, folder: Path) -> Drift:
         action=RepairAction.MOVE_ASIDE,
         path=folder,
     )
+
+
+def _retrain_words(model: str, lock: RetrainLock) -> str:
+    """What ``lock`` says, for a repair text; empty when it was not checked."""
+    if lock.state is RetrainState.FREE:
+        return f"no retrain of {model} is running (its lock {lock.detail} is free)"
+    if lock.state is RetrainState.HELD:
+        return f"a retrain of {model} is running: {lock.detail}"
+    if lock.detail:
+        return f"cannot tell whether a retrain of {model} is running: {lock.detail}"
+    return ""
 
 
 def subfolders(folder: Path) -> list[Path]:

@@ -2,7 +2,10 @@
 
 A batch that passes moves to ``accepted/``; one that fails moves to ``quarantine/`` beside its
 validation result (``<file>.validation.json``) and a Data Docs page (``<file>.html``), and the
-run fails with a ``DataValidationError`` naming each file and what it broke.
+run fails with a ``DataValidationError`` naming each file and what it broke. An entry of
+``incoming/`` that is not a batch file (a directory, another suffix), and a batch whose name an
+accepted batch with other bytes already has, are refused: quarantined the same way, with a
+report saying why.
 
 ``great_expectations`` takes 5-9 s to import: it is imported inside the functions that use
 it, never at module import, so that this module stays cheap for the CLI and the Slack receiver.
@@ -12,8 +15,10 @@ One in-memory GX context serves every validation in a process, one validation at
 from __future__ import annotations
 
 import functools
+import html
 import json
 import logging
+import os
 import shutil
 import threading
 from collections import Counter
@@ -25,14 +30,16 @@ from typing import Any
 import pandas as pd
 
 from core.files import write_text_atomically
-from tasks.data import DataError, DataFolders, accept_batch, read_batch
+from tasks.data import DataError, DataFolders, accept_batch, clashes_with_accepted, not_a_batch, read_batch
 from tasks.steps import step
-from tasks.validation_report import ValidationReport, render_data_docs
+from tasks.validation_report import FailedExpectation, ValidationReport, render_data_docs
 
 logger = logging.getLogger(__name__)
 
 RESULT_FORMAT = "SUMMARY"  # observed values, unexpected counts and up to 20 example values
 MESSAGE_FAILURES_PER_BATCH = 5  # the error message lists this many; the report has them all
+NOT_A_BATCH = "not_a_batch_file"  # the "failed expectation" of a refused entry that is no batch file
+NAME_TAKEN = "batch_name_already_accepted"  # ... and of a batch whose name an accepted batch has
 
 
 class SuiteError(Exception):
@@ -126,23 +133,26 @@ def validate_batch(frame: pd.DataFrame, suite_path: Path, batch_name: str) -> Va
 
 
 def quarantine(batch_path: Path, report: ValidationReport, quarantine_dir: Path) -> Path:
-    """Move a failed batch into ``quarantine_dir`` with its reports; return its new path.
+    """Move a failed batch (or a refused entry of ``incoming/``) into ``quarantine_dir`` with its
+    reports; return its new path.
 
     Writes ``<name>.validation.json`` (``report.result``, indented) and ``<name>.html`` (the
-    Data Docs page, see ``render_data_docs``) first, each through a temporary file and a
-    rename, and moves the batch last, so a crash never loses the batch. ``quarantine_dir`` is
-    created. When ``<name>`` (or its reports) already exist there, the batch is renamed
+    Data Docs page, see ``render_data_docs``; for a refused entry, a plain page saying why)
+    first, each through a temporary file and a rename, and moves the entry last, so a crash
+    never loses it. A directory moves as a whole, a link as a link. ``quarantine_dir`` is
+    created. When ``<name>`` (or its reports) already exist there, the entry is renamed
     ``<stem>.1<suffix>``, ``<stem>.2<suffix>``, ...: nothing is overwritten.
 
     Raises:
         FileNotFoundError: ``batch_path`` does not exist (nothing is written).
     """
-    if not batch_path.is_file():
-        raise FileNotFoundError(f"cannot quarantine {batch_path}: no such file")
+    if not os.path.lexists(batch_path):
+        raise FileNotFoundError(f"cannot quarantine {batch_path}: no such file or directory")
     quarantine_dir.mkdir(parents=True, exist_ok=True)
     target = _free_quarantine_name(quarantine_dir / batch_path.name)
+    page = _refusal_page(report) if refusal_reason(report) else render_data_docs(report)
     write_text_atomically(report_paths(target)[0], json.dumps(report.result, indent=2, default=str) + "\n")
-    write_text_atomically(report_paths(target)[1], render_data_docs(report))
+    write_text_atomically(report_paths(target)[1], page)
     shutil.move(batch_path, target)
     return target
 
@@ -152,6 +162,20 @@ def report_paths(quarantined: Path) -> tuple[Path, Path]:
     return quarantined.with_name(f"{quarantined.name}.validation.json"), quarantined.with_name(f"{quarantined.name}.html")
 
 
+def refusal_report(path: Path, suite_name: str, kind: str, reason: str) -> ValidationReport:
+    """The failed report of an entry of ``incoming/`` refused without validation: ``kind`` is
+    ``NOT_A_BATCH`` or ``NAME_TAKEN``, ``reason`` one sentence naming the entry and the problem.
+    ``result`` is ``{"success": false, "refused": kind, "reason": reason, ...}``."""
+    problem = FailedExpectation(type=kind, column=None, summary=reason)
+    result = {"success": False, "suite_name": suite_name, "batch_name": path.name, "refused": kind, "reason": reason}
+    return ValidationReport(batch_name=path.name, suite_name=suite_name, success=False, evaluated=0, failed=[problem], result=result)
+
+
+def refusal_reason(report: ValidationReport) -> str | None:
+    """Why the entry of ``report`` was refused without validation (see :func:`refusal_report`), or None."""
+    return report.result.get("reason") if report.result.get("refused") else None
+
+
 def raise_for_failures(failures: Sequence[tuple[ValidationReport, Path]]) -> None:
     """Raise ``DataValidationError`` when any batch was quarantined; do nothing for ``[]``.
 
@@ -159,51 +183,87 @@ def raise_for_failures(failures: Sequence[tuple[ValidationReport, Path]]) -> Non
     batch, e.g. ``batch digits-batch-0003.parquet failed 2 of 198 expectations:
     expect_column_values_to_be_between(pixel_5): 43 of 300 values outside [0, 16] (e.g. 17);
     ... — quarantined at <path> (report: <path>.html)``, listing at most
-    ``MESSAGE_FAILURES_PER_BATCH`` expectations per batch.
+    ``MESSAGE_FAILURES_PER_BATCH`` expectations per batch. A refused entry's line is its
+    reason, e.g. ``x.csv is a directory, not a batch file (...) — quarantined at ...``, and
+    then the first line counts "incoming entries" rather than "batches".
     """
     if not failures:
         return
-    count = f"{len(failures)} batch{'es' if len(failures) > 1 else ''}"
-    lines = [f"{count} broke the data contract and {'were' if len(failures) > 1 else 'was'} quarantined:"]
+    many = len(failures) > 1
+    if any(refusal_reason(report) for report, _ in failures):
+        head = f"{len(failures)} incoming entr{'ies' if many else 'y'} could not be accepted and {'were' if many else 'was'} quarantined:"
+    else:
+        head = f"{len(failures)} batch{'es' if many else ''} broke the data contract and {'were' if many else 'was'} quarantined:"
+    lines = [head]
     for report, path in failures:
-        lines.append(
-            f"batch {report.batch_name} {report.describe(limit=MESSAGE_FAILURES_PER_BATCH)}"
-            f" — quarantined at {path} (report: {report_paths(path)[1]})"
-        )
+        what = refusal_reason(report) or f"batch {report.batch_name} {report.describe(limit=MESSAGE_FAILURES_PER_BATCH)}"
+        lines.append(f"{what} — quarantined at {path} (report: {report_paths(path)[1]})")
     raise DataValidationError("\n".join(lines), failures)
 
 
 def screen_batches(batches: Sequence[Path], suite_path: Path, folders: DataFolders) -> list[Path]:
     """Validate each batch file; accept the good ones, quarantine the bad ones, then raise.
 
-    Each file is read (Parquet or CSV) and validated on its own. A passing file moves to
-    ``folders.accepted``; a failing or unreadable one moves to ``folders.quarantine`` with its
-    reports. Passing batches are accepted even when another batch fails.
+    ``batches`` are the entries waiting in ``incoming/`` (see ``collect_incoming``). Each
+    batch file is read (Parquet or CSV) and validated on its own. A passing file moves to
+    ``folders.accepted`` (the same bytes as an accepted batch of that name: it is dropped); a
+    failing or unreadable one moves to ``folders.quarantine`` with its reports. Refused without
+    validation and quarantined the same way, with a report saying why: an entry that is not a
+    batch file (a directory moves as a whole) and a batch whose name an accepted batch with
+    other bytes already has. Passing batches are accepted even when another entry fails, and a
+    quarantined entry is gone from ``incoming/``: the next night does not see it again.
 
     Returns:
         The accepted paths, in input order (only when every batch passed).
 
     Raises:
-        DataValidationError: at least one batch failed; raised after every batch was handled.
+        DataValidationError: at least one entry was quarantined; raised after every entry was
+            handled. The message names each one and why.
         SuiteError: the suite is unusable (nothing is moved).
-        DataError: a passing batch clashes with a different accepted file of the same name.
     """
     suite_name = load_suite(suite_path)["name"]
     accepted: list[Path] = []
     failures: list[tuple[ValidationReport, Path]] = []
     for path in batches:
-        try:
-            report = validate_batch(read_batch(path), suite_path, path.name)
-        except DataError as error:
-            report = ValidationReport.unreadable(path.name, suite_name, error)
+        report = _screen(path, suite_path, suite_name, folders)
         if report.success:
-            accepted.append(accept_batch(path, folders))
-            logger.info("accepted %s: %s", path.name, report.describe())
-        else:
-            failures.append((report, quarantine(path, report, folders.quarantine)))
-            logger.warning("quarantined %s: %s", path.name, report.describe(limit=MESSAGE_FAILURES_PER_BATCH))
+            try:
+                accepted.append(accept_batch(path, folders))
+            except DataError as clash:  # accepted/ changed since _screen looked: refuse it all the same
+                report = refusal_report(path, suite_name, NAME_TAKEN, str(clash))
+            else:
+                logger.info("accepted %s: %s", path.name, report.describe())
+                continue
+        failures.append((report, quarantine(path, report, folders.quarantine)))
+        logger.warning("quarantined %s: %s", path.name, refusal_reason(report) or report.describe(limit=MESSAGE_FAILURES_PER_BATCH))
     raise_for_failures(failures)
     return accepted
+
+
+def _screen(path: Path, suite_path: Path, suite_name: str, folders: DataFolders) -> ValidationReport:
+    """The report on one incoming entry: refused, unreadable, or validated against the suite."""
+    reason = not_a_batch(path)
+    if reason:
+        return refusal_report(path, suite_name, NOT_A_BATCH, reason)
+    reason = clashes_with_accepted(path, folders)
+    if reason:
+        return refusal_report(path, suite_name, NAME_TAKEN, reason)
+    try:
+        return validate_batch(read_batch(path), suite_path, path.name)
+    except DataError as error:
+        return ValidationReport.unreadable(path.name, suite_name, error)
+
+
+def _refusal_page(report: ValidationReport) -> str:
+    """The plain HTML page beside a refused entry: what it is and why it was not accepted."""
+    name, reason = html.escape(report.batch_name), html.escape(refusal_reason(report) or "")
+    return (
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+        f"<title>{name}: refused</title></head><body>"
+        f"<h1>{name} was not accepted</h1><p>{reason}.</p>"
+        f"<p>It was moved here unchanged; nothing was trained on it. The same reason is in {name}.validation.json.</p>"
+        "</body></html>\n"
+    )
 
 
 # --- GX plumbing ---------------------------------------------------------------------------
@@ -265,7 +325,7 @@ def _forget_results(context: Any) -> None:
 
 def _free_quarantine_name(path: Path) -> Path:
     candidate, n = path, 1
-    while candidate.exists() or any(p.exists() for p in report_paths(candidate)):
+    while os.path.lexists(candidate) or any(p.exists() for p in report_paths(candidate)):
         candidate = path.with_name(f"{path.stem}.{n}{path.suffix}")
         n += 1
     return candidate

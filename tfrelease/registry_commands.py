@@ -117,7 +117,7 @@ def doctor(fix: Annotated[bool, typer.Option("--fix", help="Repair what is safe 
     from tasks.doctor import find_drift, repair
 
     store = open_store(settings)
-    drifts = find_drift(store, settings.model_store, settings.serving_config_path)
+    drifts = find_drift(store, settings.model_store, settings.serving_config_path, data_dir=settings.data_dir)
     if not drifts:
         console.print("no drift: registry, model store and models.config agree")
         return
@@ -128,7 +128,7 @@ def doctor(fix: Annotated[bool, typer.Option("--fix", help="Repair what is safe 
         raise typer.Exit(1)
     for line in repair(drifts, store, settings.model_store, settings.serving_config_path, actor=actor()):
         console.print(f"fixed: {line}", highlight=False)
-    remaining = find_drift(store, settings.model_store, settings.serving_config_path)
+    remaining = find_drift(store, settings.model_store, settings.serving_config_path, data_dir=settings.data_dir)
     for drift in remaining:
         console.print(f"left for a human: {drift}", style="red", highlight=False)
     if remaining:

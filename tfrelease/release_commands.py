@@ -165,25 +165,69 @@ def reject(version: int, reason: Annotated[str, typer.Option(help="Why; recorded
 def rollback(
     model: ModelOption = None,
     to: Annotated[Optional[int], typer.Option("--to", help="Version to roll back to (default: the previous production version).")] = None,
+    from_version: Annotated[
+        Optional[int],
+        typer.Option(
+            "--from",
+            help="The production version to leave (default: the one production is when the command starts); "
+            "refused, changing nothing, if production is another version when the rollback takes the model's lock.",
+        ),
+    ] = None,
     reason: Annotated[str, typer.Option(help="Why; recorded in the audit log.")] = "rolled back from the CLI",
     wait: WaitOption = False,
 ) -> None:
     """Put the previous production version (or --to N) back into production.
 
-    With a Prefect server whose rollback deployment is served, this starts a run of it and
-    returns (--wait follows it); with a server but nobody serving it, the flow runs here;
+    Reads production and the target first and prints them ("rolling back <model> from vX to
+    vY"); the rollback then leaves only vX (or --from N): if production moved before it took the
+    model's lock (a release or another rollback in between), it is refused as stale and changes
+    nothing. With a Prefect server whose rollback deployment is served, this starts a run of it
+    and returns (--wait follows it); with a server but nobody serving it, the flow runs here;
     without a server the rollback runs directly: an orchestrator outage never blocks a
     rollback. Never imports TensorFlow.
     """
     settings = load_settings()
     name = model_name(settings, model)
-    from core.orchestrator import ROLLBACK, reachable_prefect_api
     from registry.errors import RegistryError
-    from tasks.rollback import RollbackRefused, rollback_model
+    from registry.lifecycle import PREVIOUS, PRODUCTION
+    from tasks.rollback import RollbackRefused, StaleRollback, rollback_model
     from tasks.serving_config import ServingConfigError
     from tasks.serving_reload import ServingReloadError
 
-    parameters = {"model": name, "actor": actor(), "reason": reason, "to_version": to}
+    store = open_store(settings)
+
+    def refuse(message: str) -> typer.Exit:
+        errors.print(f"rollback of {name} refused; nothing changed: {message}", style="red", highlight=False)
+        return typer.Exit(1)
+
+    def stale(expected: int) -> typer.Exit:
+        now = store.get_alias(name, PRODUCTION)
+        shown = f"v{now.version}" if now is not None else "no version"
+        errors.print(
+            f"rollback of {name} refused as stale; nothing changed: {name} production is now {shown}, not v{expected}",
+            style="red", highlight=False,
+        )
+        return typer.Exit(1)
+
+    # What the operator means, read before anything starts: the run only leaves this version.
+    current = store.get_alias(name, PRODUCTION)
+    if current is None:
+        raise refuse(f"{name} has no production version to roll back from")
+    leaving = current.version if from_version is None else from_version
+    if leaving != current.version:
+        raise stale(leaving)
+    target = version_or_exit(store, name, to) if to is not None else store.get_alias(name, PREVIOUS)
+    if target is None:
+        raise refuse(f"{name} has no previous version to roll back to; name one with --to")
+    if target.version == leaving:
+        raise refuse(f"{name} version {target.version} is already in production")
+    console.print(f"rolling back {name} from v{leaving} to v{target.version}", highlight=False)
+
+    from core.orchestrator import ROLLBACK, reachable_prefect_api
+
+    parameters = {
+        "model": name, "actor": actor(), "reason": reason, "to_version": target.version, "from_version": leaving,
+    }
     url = reachable_prefect_api()
     if launch(settings, url, ROLLBACK, parameters, f"rollback of {name}", wait=wait):
         return
@@ -194,14 +238,17 @@ def rollback(
             state = asyncio.run(rollback_flow(**parameters, return_state=True))
             result = state.result()  # raises the flow's error, handled below; the flow told Slack
         else:
-            result = rollback_model(open_store(settings), settings, name, actor=actor(), reason=reason, to_version=to)
+            result = rollback_model(
+                store, settings, name, actor=actor(), reason=reason, to_version=target.version, expected_from=leaving
+            )
             if settings.slack.enabled:  # imported only then: the rollback path stays light
                 from slackbot.announce import announce_rollback
 
                 announce_rollback(
                     settings, name, result.from_version, result.to_version, actor=actor(), reason=reason, origin=None, run=None
                 )
+    except StaleRollback:
+        raise stale(leaving) from None
     except (RollbackRefused, RegistryError, ServingReloadError, ServingConfigError) as error:
-        errors.print(f"rollback of {name} refused; nothing changed: {error}", style="red", highlight=False)
-        raise typer.Exit(1) from None
+        raise refuse(f"{error}") from None
     console.print(f"{name} rolled back from version {result.from_version} to {result.to_version}; {settings.serving_config_path} updated")

@@ -180,3 +180,129 @@ def test_serve_without_a_prefect_server_says_how_to_start_one(settings, monkeypa
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     result = runner.invoke(app, ["serve"])
     assert result.exit_code == 2 and "prefect server start" in result.output
+
+
+def register_servable(store: RegistryStore, settings) -> int:
+    """A registered version whose folder passes the rollback's file check (no TensorFlow needed)."""
+    version = register(store, settings)
+    variables = settings.model_store / "digits" / str(version) / "variables"
+    variables.mkdir()
+    (variables / "variables.index").write_bytes(b"index")
+    (variables / "variables.data-00000-of-00001").write_bytes(b"weights")
+    return version
+
+
+def two_releases(store: RegistryStore, settings, monkeypatch) -> None:
+    """digits v1 then v2 in production (registry only), and no Prefect server for the rollback."""
+    import core.orchestrator
+
+    for _ in range(2):
+        store.promote("digits", register_servable(store, settings), actor="test", reason="newer")
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setattr(core.orchestrator, "reachable_prefect_api", lambda *args, **kwargs: None)
+
+
+def registry_state(store: RegistryStore, settings) -> tuple:
+    config = settings.serving_config_path
+    return (
+        {v.version: v.status.value for v in store.list_versions("digits")},
+        store.get_alias("digits", "production").version,
+        len(store.list_events("digits")),
+        config.read_bytes() if config.exists() else None,
+    )
+
+
+def test_rollback_reads_production_first_and_records_the_version_it_left(settings, monkeypatch):
+    store = RegistryStore.open(settings.registry_url)
+    two_releases(store, settings, monkeypatch)
+    result = runner.invoke(app, ["rollback", "--reason", "latency"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == "rolling back digits from v2 to v1"
+    assert "digits rolled back from version 2 to 1" in result.stdout
+    event = [e for e in store.list_events("digits") if e.action.value == "rolled_back"][-1]
+    assert (event.version, event.from_version, event.to_version, event.reason) == (2, 2, 1, "latency")
+    assert event.actor.startswith("cli:")
+    assert store.get_alias("digits", "production").version == 1
+    assert [(m.versions, m.labels) for m in read_config(settings.serving_config_path)] == [((1,), {"stable": 1})]
+
+
+def test_rollback_with_from_naming_production_rolls_back(settings, monkeypatch):
+    store = RegistryStore.open(settings.registry_url)
+    two_releases(store, settings, monkeypatch)
+    result = runner.invoke(app, ["rollback", "--from", "2", "--to", "1"])
+    assert result.exit_code == 0, result.output
+    assert "rolling back digits from v2 to v1" in result.stdout
+    assert store.get_alias("digits", "production").version == 1
+
+
+def test_rollback_from_a_version_no_longer_in_production_is_refused_as_stale(settings, monkeypatch):
+    store = RegistryStore.open(settings.registry_url)
+    two_releases(store, settings, monkeypatch)
+    runner.invoke(app, ["rollback"])  # v2 -> v1: the operator still means to leave v2
+    before = registry_state(store, settings)
+    result = runner.invoke(app, ["rollback", "--from", "2", "--to", "2"])
+    assert result.exit_code == 1
+    assert result.stdout == ""  # nothing started
+    assert result.stderr.splitlines() == [
+        "rollback of digits refused as stale; nothing changed: digits production is now v1, not v2"
+    ]
+    assert registry_state(store, settings) == before
+
+
+def test_a_race_between_reading_production_and_the_rollback_is_refused_as_stale(settings, monkeypatch):
+    """Production moves (a rollback by someone else) after the command read it, before its lock."""
+    import core.orchestrator
+
+    store = RegistryStore.open(settings.registry_url)
+    two_releases(store, settings, monkeypatch)
+    v3 = register_servable(store, settings)
+    store.promote("digits", v3, actor="test", reason="newest")  # v3 in production, v2 previous
+    states = []
+
+    def meanwhile(*args, **kwargs):  # runs after the command's read, before its lock
+        RegistryStore.open(settings.registry_url).rollback("digits", actor="slack:U9", reason="other", to_version=1)
+        states.append(registry_state(store, settings))
+
+    monkeypatch.setattr(core.orchestrator, "reachable_prefect_api", meanwhile)
+    result = runner.invoke(app, ["rollback"])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == ["rolling back digits from v3 to v2"]
+    assert result.stderr.splitlines() == [
+        "rollback of digits refused as stale; nothing changed: digits production is now v1, not v3"
+    ]
+    assert registry_state(store, settings) == states[0]
+    assert store.get_version("digits", 2).status.value == "archived"
+
+
+def test_rollback_without_a_production_version_is_one_line(settings, monkeypatch):
+    store = RegistryStore.open(settings.registry_url)
+    register_servable(store, settings)
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    result = runner.invoke(app, ["rollback", "--to", "1"])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "rollback of digits refused; nothing changed: digits has no production version to roll back from"
+    ]
+    assert store.get_version("digits", 1).status.value == "registered"
+    assert not settings.serving_config_path.exists()
+
+
+def test_rollback_passes_the_versions_it_read_to_the_served_deployment(settings, monkeypatch):
+    import core.orchestrator
+    from core.orchestrator import FlowRunRef
+
+    store = RegistryStore.open(settings.registry_url)
+    two_releases(store, settings, monkeypatch)
+    started = []
+    monkeypatch.setattr(core.orchestrator, "reachable_prefect_api", lambda *args, **kwargs: "http://prefect.test/api")
+    monkeypatch.setattr(
+        core.orchestrator, "launch_deployment",
+        lambda settings, deployment, parameters: started.append((deployment, parameters)) or FlowRunRef(id="42", name="brave-owl"),
+    )
+    result = runner.invoke(app, ["rollback", "--reason", "drill"])
+    assert result.exit_code == 0, result.output
+    assert "rolling back digits from v2 to v1" in result.stdout and "rollback of digits started as flow run brave-owl" in result.stdout
+    (deployment, parameters), = started
+    assert deployment == "rollback/rollback"
+    assert parameters["from_version"] == 2 and parameters["to_version"] == 1 and parameters["reason"] == "drill"
+    assert store.get_alias("digits", "production").version == 2  # the served run does the work

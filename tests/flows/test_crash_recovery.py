@@ -21,9 +21,10 @@ from tasks.drift import DriftKind
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
-# The child registers a candidate exactly as the nightly run does; the export's last step
-# (checksumming the written SavedModel, just before the rename) announces itself and hangs,
-# so the parent's SIGKILL lands with the SavedModel complete in its staging folder.
+# The child registers a candidate exactly as the nightly run does, holding the model's retrain
+# lock as flows.retrain does; the export's last step (checksumming the written SavedModel, just
+# before the rename) announces itself and hangs, so the parent's SIGKILL lands with the
+# SavedModel complete in its staging folder and the lock is dropped by the kernel.
 CHILD = textwrap.dedent(
     """
     import sys, time
@@ -31,6 +32,7 @@ CHILD = textwrap.dedent(
     import numpy as np
     import tasks.export
     from registry.store import RegistryStore
+    from tasks.data import DataFolders, hold_for_retrain
     from tasks.register import Lineage, register_candidate
     from tasks.train import train_model
     from core.settings import ModelSettings, TrainingParams, get_settings
@@ -47,10 +49,11 @@ CHILD = textwrap.dedent(
     features = rng.uniform(0, 16, (64, 64)).astype("float32")
     labels = np.arange(64) % 10
     trained = train_model(features, labels, TrainingParams(epochs=1), 10, "pixels")
-    register_candidate(
-        RegistryStore.open(settings.registry_url), settings.model_store, "digits", trained, config,
-        (features, labels), Lineage("0" * 64, [], None, "3.11", "tf", "keras"), None, None, None,
-    )
+    with hold_for_retrain(DataFolders.for_model(settings, "digits"), "digits"):
+        register_candidate(
+            RegistryStore.open(settings.registry_url), settings.model_store, "digits", trained, config,
+            (features, labels), Lineage("0" * 64, [], None, "3.11", "tf", "keras"), None, None, None,
+        )
     """
 )
 
@@ -63,6 +66,14 @@ def test_sigkill_during_export_is_reported_repaired_and_the_next_night_succeeds(
         assert child.poll() is None, "the child died before exporting"
         assert time.monotonic() < deadline, "the child never reached the export"
         time.sleep(0.2)
+    # While the run lives, it holds its retrain lock: its export is left alone and the holder named.
+    live = find_drift(
+        RegistryStore.open(settings.registry_url), settings.model_store, settings.serving_config_path,
+        data_dir=settings.data_dir,
+    )
+    exporting = [d for d in live if d.kind in (DriftKind.STUCK_REGISTERING, DriftKind.TEMPORARY_FOLDER)]
+    assert len(exporting) == 2
+    assert all(not d.safe and f"a retrain of digits is running: pid {child.pid} on " in d.repair for d in exporting)
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=30)
 
@@ -71,6 +82,13 @@ def test_sigkill_during_export_is_reported_repaired_and_the_next_night_succeeds(
     assert store.get_version("digits", 1).status is VersionStatus.REGISTERING
     assert [p.name for p in model_dir.iterdir() if p.name.isdigit()] == []  # TF Serving sees nothing
     assert any(p.name.startswith(".staging-1-") for p in model_dir.iterdir())
+
+    # No waiting needed: the killed run's retrain lock is free, so nothing can still be exporting.
+    # (Only looked at here: the repair below is the one with the grace periods passed.)
+    at_once = find_drift(store, settings.model_store, settings.serving_config_path, data_dir=settings.data_dir)
+    leftovers = [d for d in at_once if d.kind in (DriftKind.STUCK_REGISTERING, DriftKind.TEMPORARY_FOLDER)]
+    assert {d.kind for d in leftovers} == {DriftKind.STUCK_REGISTERING, DriftKind.TEMPORARY_FOLDER}
+    assert all(d.safe and "no retrain of digits is running" in d.repair for d in leftovers)
 
     later = datetime.now(UTC) + timedelta(hours=2)  # past the grace periods of a live export
     drifts = find_drift(store, settings.model_store, settings.serving_config_path, now=later)

@@ -233,6 +233,7 @@ def test_the_rollback_command_works_without_prefect_or_tensorflow(settings, expo
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env, cwd=settings.home)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "rolled back from version 2 to 1" in done.stdout
+    assert done.stdout.startswith("rolling back digits from v2 to v1\n")
     assert store.get_alias("digits", "production").version == 1
     assert store.get_version("digits", v2).status is VersionStatus.ROLLED_BACK
 
@@ -303,3 +304,83 @@ def test_a_stale_rollback_request_is_refused_under_the_lock(settings, exported_d
     with pytest.raises(RollbackRefused, match="stale request: digits production is version 2 now, not version 1"):
         rollback_model(store, settings, "digits", actor="slack:U1", reason="old button", expected_from=v1)
     assert state_of(store, settings) == before
+
+
+def racing_release(monkeypatch, settings, version: int) -> list[dict]:
+    """Release ``version`` (a real release: smoke test, models.config, registry) just before the
+    next rollback takes the model's lock, i.e. after ``tfrelease rollback`` read production.
+    Returns a list that then holds the state right after that release."""
+    original = RegistryStore.model_lock
+    after: list[dict] = []
+
+    def model_lock(self, model, *, purpose, **kwargs):
+        if model == "digits" and purpose == "rollback" and not after:
+            other = RegistryStore.open(settings.registry_url)
+            release(other, settings, version)
+            after.append(state_of(other, settings))
+        return original(self, model, purpose=purpose, **kwargs)
+
+    monkeypatch.setattr(RegistryStore, "model_lock", model_lock)
+    return after
+
+
+def test_a_release_between_the_rollback_commands_read_and_its_lock_makes_it_stale(settings, exported_digits, monkeypatch):
+    from typer.testing import CliRunner
+
+    import core.orchestrator
+    from tfrelease.cli import app
+
+    store = RegistryStore.open(settings.registry_url)
+    v1, v2, v3 = (register_copy(store, settings, exported_digits) for _ in range(3))
+    release(store, settings, v1)
+    release(store, settings, v2)
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setattr(core.orchestrator, "reachable_prefect_api", lambda *args, **kwargs: None)  # direct path
+    after = racing_release(monkeypatch, settings, v3)
+
+    result = CliRunner().invoke(app, ["rollback", "--reason", "latency spike"])
+    assert result.exit_code == 1, result.output
+    assert result.stdout.splitlines() == [f"rolling back digits from v{v2} to v{v1}"]
+    assert result.stderr.splitlines() == [
+        f"rollback of digits refused as stale; nothing changed: digits production is now v{v3}, not v{v2}"
+    ]
+    (moved,) = after
+    assert moved["production"] == v3 and moved["config"] == [((v2, v3), {"stable": v3, "previous": v2})]
+    assert state_of(store, settings) == moved  # registry, aliases, models.config and audit log untouched
+    assert not [e for e in store.list_events("digits") if e.action.value == "rolled_back"]
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_rollback_command_passes_from_and_to_to_the_flow_and_the_flow_refuses_a_stale_one(
+    settings, exported_digits, monkeypatch
+):
+    from prefect.settings import PREFECT_API_URL
+    from typer.testing import CliRunner
+
+    from tfrelease.cli import app
+
+    store = RegistryStore.open(settings.registry_url)
+    v1, v2, v3 = (register_copy(store, settings, exported_digits) for _ in range(3))
+    release(store, settings, v1)
+    release(store, settings, v2)
+    # A Prefect server answers, but nothing serves the rollback deployment there: the flow runs here.
+    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
+
+    result = CliRunner().invoke(app, ["rollback", "--reason", "latency spike"])
+    assert result.exit_code == 0, result.output
+    assert f"rolling back digits from v{v2} to v{v1}" in result.stdout
+    assert "the rollback of digits runs here" in result.stdout
+    event = [e for e in store.list_events("digits") if e.action.value == "rolled_back"][-1]
+    assert (event.version, event.from_version, event.to_version) == (v2, v2, v1)
+    assert event.reason == "latency spike" and event.flow_run_id
+
+    # The next rollback means to leave v1; a release of v3 gets in before its lock.
+    after = racing_release(monkeypatch, settings, v3)
+    result = CliRunner().invoke(app, ["rollback", "--to", str(v2)])
+    assert result.exit_code == 1, result.output
+    assert f"rolling back digits from v{v1} to v{v2}" in result.stdout
+    assert result.stderr.splitlines() == [
+        f"rollback of digits refused as stale; nothing changed: digits production is now v{v3}, not v{v1}"
+    ]
+    assert state_of(store, settings) == after[0]
+    assert after[0]["config"] == [((v1, v3), {"stable": v3, "previous": v1})]

@@ -14,10 +14,12 @@ from tasks.data import (
     DataFolders,
     NoMoreBatches,
     accept_batch,
+    clashes_with_accepted,
     collect_incoming,
     data_fingerprint,
     drop_bundled_batch,
     list_batches,
+    not_a_batch,
     read_batch,
 )
 
@@ -116,3 +118,47 @@ def test_accepting_a_different_file_under_an_accepted_name_is_refused(tmp_path):
     with pytest.raises(DataError, match="different batch"):
         accept_batch(folders.incoming / "b.csv", folders)
     assert (folders.incoming / "b.csv").exists()
+
+
+def test_collect_incoming_returns_every_entry_but_hidden_ones_in_flight(tmp_path):
+    folders = DataFolders(root=tmp_path, incoming=tmp_path / "incoming").create()
+    (folders.incoming / "b.csv").write_text("x\n1\n")
+    (folders.incoming / "x.csv").mkdir()
+    (folders.incoming / "notes.txt").write_text("x")
+    (folders.incoming / "README").write_text("x")
+    (folders.incoming / ".c.parquet.k2j4").write_bytes(b"half a batch")  # a producer's temporary
+    (folders.incoming / ".uploading").mkdir()
+
+    waiting = collect_incoming(folders, bundled=True)  # not empty: no bundled batch is dropped
+
+    assert [p.name for p in waiting] == ["README", "b.csv", "notes.txt", "x.csv"]
+    assert [p.name for p in list_batches(folders.incoming)] == ["b.csv"]
+    assert [not_a_batch(p) for p in waiting] == [
+        "README has no suffix, so it is not a batch file (batch files end in .parquet or .csv)",
+        None,
+        "notes.txt is a .txt file, not a batch file (batch files end in .parquet or .csv)",
+        "x.csv is a directory, not a batch file (a batch is one .parquet or .csv file)",
+    ]
+
+
+def test_only_hidden_files_in_incoming_count_as_empty(tmp_path):
+    folders = DataFolders(root=tmp_path, incoming=tmp_path / "incoming").create()
+    (folders.incoming / ".digits-batch-0009.parquet.abc").write_bytes(b"")
+    assert [p.name for p in collect_incoming(folders, bundled=True)] == ["digits-batch-0001.parquet"]
+    assert (folders.incoming / ".digits-batch-0009.parquet.abc").exists()
+
+
+def test_a_clash_with_an_accepted_batch_names_the_accepted_file(tmp_path):
+    folders = DataFolders(root=tmp_path, incoming=tmp_path / "incoming").create()
+    (folders.accepted / "b.csv").write_text("x\n1\n")
+    (folders.incoming / "b.csv").write_text("x\n2\n")
+    (folders.incoming / "c.csv").write_text("x\n3\n")
+    assert clashes_with_accepted(folders.incoming / "b.csv", folders) == (
+        f"b.csv: a different batch of that name was accepted before ({folders.accepted / 'b.csv'}); "
+        "an accepted batch is never replaced: deliver the new one under a new name"
+    )
+    assert clashes_with_accepted(folders.incoming / "c.csv", folders) is None  # no accepted c.csv
+    (folders.incoming / "b.csv").write_text("x\n1\n")
+    assert clashes_with_accepted(folders.incoming / "b.csv", folders) is None  # the same bytes
+    assert accept_batch(folders.incoming / "b.csv", folders) == folders.accepted / "b.csv"
+    assert not (folders.incoming / "b.csv").exists() and (folders.accepted / "b.csv").read_text() == "x\n1\n"

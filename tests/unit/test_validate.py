@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -14,12 +15,15 @@ import pandas as pd
 import pytest
 
 from expectations import SuiteNotFound, suite_path
-from tasks.data import LABEL, PIXELS, DataFolders, corrupt_batch
+from tasks.data import LABEL, PIXELS, DataFolders, collect_incoming, corrupt_batch, not_a_batch
 from tasks.validate import (
+    NAME_TAKEN,
+    NOT_A_BATCH,
     DataValidationError,
     SuiteError,
     quarantine,
     raise_for_failures,
+    refusal_report,
     report_paths,
     screen_batches,
     validate_batch,
@@ -264,3 +268,101 @@ def test_screen_batches_returns_the_accepted_paths_when_all_pass(tmp_path, batch
 def test_the_module_imports_without_great_expectations():
     code = "import sys, tasks.validate; assert 'great_expectations' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)
+
+
+# --- entries of incoming/ that are refused -------------------------------------------------
+
+
+def test_entries_that_are_not_batch_files_are_quarantined_with_a_reason_after_good_batches(tmp_path, batch):
+    folders = DataFolders(root=tmp_path, incoming=tmp_path / "incoming").create()
+    good = write(batch, folders.incoming / "digits-batch-0001.parquet")
+    folder = folders.incoming / "x.csv"
+    write(batch, folder / "part-0.parquet")
+    (folders.incoming / "notes.txt").write_text("delivered by hand\n")
+    unreadable = folders.incoming / "scan.csv"
+    unreadable.write_bytes(b"\x00\x01 not a csv \xff")
+    in_flight = folders.incoming / ".digits-batch-0002.parquet.k2j4"  # a producer's temporary
+    in_flight.write_bytes(b"half a batch")
+    part = (folder / "part-0.parquet").read_bytes()
+
+    entries = collect_incoming(folders, bundled=False)
+    with pytest.raises(DataValidationError) as caught:
+        screen_batches(entries, SUITE, folders)
+
+    q = folders.quarantine
+    assert str(caught.value) == "\n".join([
+        "3 incoming entries could not be accepted and were quarantined:",
+        (
+            "notes.txt is a .txt file, not a batch file (batch files end in .parquet or .csv)"
+            f" — quarantined at {q / 'notes.txt'} (report: {q / 'notes.txt.html'})"
+        ),
+        (
+            f"batch scan.csv could not be read: {caught.value.failures[1][0].failed[0].summary}"
+            f" — quarantined at {q / 'scan.csv'} (report: {q / 'scan.csv.html'})"
+        ),
+        (
+            "x.csv is a directory, not a batch file (a batch is one .parquet or .csv file)"
+            f" — quarantined at {q / 'x.csv'} (report: {q / 'x.csv.html'})"
+        ),
+    ])
+    assert [p.name for p in folders.accepted.iterdir()] == [good.name]  # accepted before the night failed
+    assert sorted(p.name for p in q.iterdir()) == sorted(
+        f"{name}{end}" for name in ("notes.txt", "scan.csv", "x.csv") for end in ("", ".validation.json", ".html")
+    )
+    assert (q / "x.csv").is_dir() and (q / "x.csv" / "part-0.parquet").read_bytes() == part  # moved whole
+    assert (q / "notes.txt").read_text() == "delivered by hand\n"
+    saved = json.loads((q / "x.csv.validation.json").read_text())
+    assert saved == {
+        "success": False, "suite_name": "digits", "batch_name": "x.csv", "refused": NOT_A_BATCH,
+        "reason": "x.csv is a directory, not a batch file (a batch is one .parquet or .csv file)",
+    }
+    page = (q / "x.csv.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "x.csv is a directory, not a batch file" in page
+    assert [p.name for p in folders.incoming.iterdir()] == [in_flight.name]  # still in flight: untouched
+
+    # The next night does not see them again; a new entry of the same name gets a new one.
+    assert collect_incoming(folders, bundled=False) == []
+    (folders.incoming / "x.csv").mkdir()
+    with pytest.raises(DataValidationError, match=r"^1 incoming entry could not be accepted and was quarantined:\nx\.csv is a directory"):
+        screen_batches(collect_incoming(folders, bundled=False), SUITE, folders)
+    assert (q / "x.1.csv").is_dir() and (q / "x.csv" / "part-0.parquet").read_bytes() == part
+
+
+def test_a_batch_under_an_accepted_name_with_other_bytes_is_quarantined_naming_the_accepted_file(tmp_path, batch, digits):
+    folders = DataFolders(root=tmp_path, incoming=tmp_path / "incoming").create()
+    accepted = write(batch, folders.accepted / "digits-batch-0001.parquet")
+    also_accepted = write(batch.head(100), folders.accepted / "digits-batch-0002.parquet")
+    before = {p.name: p.read_bytes() for p in (accepted, also_accepted)}
+    other = write(digits.sample(n=300, random_state=11), folders.incoming / accepted.name)  # passes the contract
+    other_bytes = other.read_bytes()
+    again = folders.incoming / also_accepted.name
+    again.write_bytes(also_accepted.read_bytes())  # the same batch delivered twice
+
+    with pytest.raises(DataValidationError) as caught:
+        screen_batches(collect_incoming(folders, bundled=False), SUITE, folders)
+
+    q = folders.quarantine
+    assert str(caught.value) == (
+        "1 incoming entry could not be accepted and was quarantined:\n"
+        f"digits-batch-0001.parquet: a different batch of that name was accepted before ({accepted}); "
+        "an accepted batch is never replaced: deliver the new one under a new name"
+        f" — quarantined at {q / accepted.name} (report: {q / accepted.name}.html)"
+    )
+    ((report, path),) = caught.value.failures
+    assert path == q / accepted.name and report.failed[0].type == NAME_TAKEN
+    assert (q / accepted.name).read_bytes() == other_bytes
+    assert json.loads((q / f"{accepted.name}.validation.json").read_text())["refused"] == NAME_TAKEN
+    assert str(accepted) in (q / f"{accepted.name}.html").read_text()
+    assert {p.name: p.read_bytes() for p in folders.accepted.iterdir()} == before  # accepted data unchanged
+    assert not any(folders.incoming.iterdir())  # the duplicate was dropped, the clash quarantined
+    assert collect_incoming(folders, bundled=False) == []  # the next night does not fail on it again
+
+
+def test_quarantine_of_a_broken_link_moves_the_link(tmp_path):
+    link = tmp_path / "incoming" / "gone.csv"
+    link.parent.mkdir()
+    link.symlink_to(tmp_path / "nowhere.csv")
+    report = refusal_report(link, "digits", NOT_A_BATCH, not_a_batch(link))
+    moved = quarantine(link, report, tmp_path / "quarantine")
+    assert moved.is_symlink() and not os.path.lexists(link)
+    assert "gone.csv is not a regular file" in report_paths(moved)[1].read_text()
