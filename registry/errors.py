@@ -51,3 +51,23 @@ class ModelLocked(RegistryError):
         )
         self.model = model
         self.holder = holder
+
+
+class CanaryRunning(RegistryError):
+    """The model already has a canary running; a second one cannot start until it is aborted
+    or promoted."""
+
+    def __init__(self, model: str, running: int) -> None:
+        super().__init__(f"model {model!r} already has a canary running: version {running}; abort or promote it first")
+        self.model = model
+        self.running = running
+
+
+class StaleCanary(RegistryError):
+    """The running canary is not the one the caller judged (it was replaced meanwhile)."""
+
+    def __init__(self, model: str, expected: int, running: int) -> None:
+        super().__init__(f"model {model!r} runs canary version {running}, not version {expected} as expected")
+        self.model = model
+        self.expected = expected
+        self.running = running

@@ -31,6 +31,7 @@ class VersionStatus(StrEnum):
     REGISTERED = "registered"  # exported and evaluated, no decision carried out yet
     PENDING_APPROVAL = "pending_approval"  # waiting for a human
     APPROVED = "approved"  # a human said yes; not yet released
+    CANARY = "canary"  # served beside production (TF Serving label ``canary``) while it soaks
     PRODUCTION = "production"  # the served version (holds the ``production`` alias)
     ARCHIVED = "archived"  # was production, replaced by a newer release
     ROLLED_BACK = "rolled_back"  # was production, rolled back from
@@ -54,6 +55,8 @@ class AuditAction(StrEnum):
     ROLLED_BACK = "rolled_back"
     DELETED = "deleted"
     FORCE_RELEASED = "force_released"
+    CANARY_STARTED = "canary_started"
+    CANARY_ABORTED = "canary_aborted"
 
 
 def _enum_column_type(enum: type[StrEnum], name: str) -> sa.Enum:
@@ -164,8 +167,12 @@ class AuditEventBase(SQLModel):
     model_name: str = Field(index=True)
     version: int = Field(description="The version the event is about (whose status changed).")
     action: AuditAction = Field(sa_type=_enum_column_type(AuditAction, "audit_action"))
-    from_version: int | None = Field(default=None, description="Production before the change (promote, rollback).")
-    to_version: int | None = Field(default=None, description="Production after the change (promote, rollback).")
+    from_version: int | None = Field(
+        default=None, description="Production before the change (promote, rollback; a canary's production)."
+    )
+    to_version: int | None = Field(
+        default=None, description="Production after the change (promote, rollback); a canary event's canary."
+    )
     actor: str = Field(description="Who: 'policy' for the automatic path, a person's name otherwise.")
     reason: str
     flow_run_id: str | None = None
@@ -236,5 +243,67 @@ class PostedMessage(PostedMessageBase, RegistryTable, table=True):
 
 class PostedMessageRecord(PostedMessageBase):
     """A posted message as read from the registry."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+class CanaryReleaseBase(SQLModel):
+    model_name: str
+    version: int = Field(description="The canary version (status ``canary``, alias ``canary``).")
+    previous_status: VersionStatus = Field(
+        sa_type=_enum_column_type(VersionStatus, "version_status"),
+        description="Its status before the canary, which an abort restores.",
+    )
+    started_at: datetime
+    soak_until: datetime = Field(description="When it has soaked long enough to be promoted.")
+    actor: str = Field(description="Who started it.")
+    reason: str
+    flow_run_id: str | None = Field(default=None, description="Prefect flow run that started it.")
+
+
+class CanaryRelease(CanaryReleaseBase, RegistryTable, table=True):
+    """The running canary of a model: one row per model while a canary soaks.
+
+    The primary key (model_name) makes "one canary per model at a time" a database invariant;
+    the foreign key makes it point at an existing version. Written and removed together with
+    the version's status and the ``canary`` alias, in one transaction.
+    """
+
+    __tablename__ = "canary_release"
+    __table_args__ = (
+        sa.ForeignKeyConstraint(["model_name", "version"], ["model_version.model_name", "model_version.version"]),
+    )
+
+    model_name: str = Field(primary_key=True, foreign_key="registered_model.name")
+
+
+class CanaryRecord(CanaryReleaseBase):
+    """A running canary as read from the registry (or as it was when it ended)."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+class MonitorAlarmBase(SQLModel):
+    model_name: str
+    kind: str = Field(description='What is wrong, e.g. "blind" (the metrics cannot be read).')
+    raised_at: datetime
+    message: str = Field(sa_type=sa.Text, description="What was said when it was raised.")
+
+
+class MonitorAlarm(MonitorAlarmBase, RegistryTable, table=True):
+    """A monitoring alarm that is up: one row per model and kind, so that the watch says it once.
+
+    Not model-version state (no audit event): it only remembers that something was announced,
+    until it is cleared. The primary key makes raising it a single INSERT that one caller wins.
+    """
+
+    __tablename__ = "monitor_alarm"
+
+    model_name: str = Field(primary_key=True)
+    kind: str = Field(primary_key=True)
+
+
+class MonitorAlarmRecord(MonitorAlarmBase):
+    """A raised monitoring alarm as read from the registry."""
 
     model_config = ConfigDict(frozen=True)

@@ -2,7 +2,9 @@
 
 Part of :class:`registry.store.RegistryStore`. Each method is one transaction that first locks
 the model's row, then changes statuses and aliases and writes their audit events together, so
-"archive the old production, promote the new, supersede older candidates" is one commit.
+"archive the old production, promote the new, supersede older candidates" is one commit. A
+running canary (:mod:`registry.canaries`) ends in the same transaction as the release or
+rollback that makes it moot.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from registry.canaries import abort_running, clear_canary, running_canary
 from registry.errors import AliasNotFound, IllegalTransition
 from registry.lifecycle import PREVIOUS, PRODUCTION, SUPERSEDABLE, check_transition
 from registry.models import (
@@ -159,7 +162,11 @@ class Releases(StoreBase):
         Promoting a ``rejected`` version needs ``force=True`` and also writes
         ``force_released``. ``decision`` (if given) is stored on the version.
 
-        Allowed from registered, pending_approval, approved, superseded, archived,
+        A running canary ends: promoting the canary itself removes its row and ``canary``
+        alias; promoting any other version aborts it first (its status back to what it was,
+        event ``canary_aborted``, reason "replaced by the release of version N: <reason>").
+
+        Allowed from registered, pending_approval, approved, canary, superseded, archived,
         rolled_back (and rejected with force).
 
         Returns:
@@ -185,6 +192,12 @@ class Releases(StoreBase):
                     session, subject, action, actor, why, flow_run_id, now, from_version=current, to_version=version
                 )
 
+            canary = running_canary(session, model)
+            if canary is not None and canary.version == version:
+                clear_canary(session, canary)
+            elif canary is not None:
+                why = f"replaced by the release of version {version}: {reason}"
+                abort_running(session, canary, actor, why, flow_run_id, now)
             if current is not None and current != version:
                 old = version_row(session, model, current)
                 move(old, VersionStatus.ARCHIVED, now)
@@ -210,7 +223,8 @@ class Releases(StoreBase):
         The current production version becomes ``rolled_back``; ``production`` moves to the
         target and the ``previous`` alias is removed (the rolled-back version must not be a
         one-command rollback target). One event ``rolled_back`` about the rolled-back
-        version, with from_version = it and to_version = the target.
+        version, with from_version = it and to_version = the target. A running canary is
+        aborted first (event ``canary_aborted``, reason "production rolled back: <reason>").
 
         Returns:
             The new production version.
@@ -220,8 +234,8 @@ class Releases(StoreBase):
             AliasNotFound: the model has no production version, or no ``previous`` version
                 and ``to_version`` is None.
             VersionNotFound: ``to_version`` does not exist.
-            IllegalTransition: the target cannot be released from its status, or is the
-                current production version.
+            IllegalTransition: the target cannot be released from its status, is the
+                current production version, or is the running canary (promote it instead).
         """
         require(model=model, actor=actor, reason=reason)
         with self._transaction() as session:
@@ -235,6 +249,18 @@ class Releases(StoreBase):
                 raise AliasNotFound(model, PREVIOUS)
             row = version_row(session, model, target)
             check_transition(model, target, row.status, VersionStatus.PRODUCTION)
+            if row.status is VersionStatus.CANARY:
+                # A rollback returns to a version that served; the canary never did on its own.
+                raise IllegalTransition(
+                    model,
+                    target,
+                    row.status.value,
+                    VersionStatus.PRODUCTION.value,
+                    "it is the running canary: promote it instead",
+                )
+            canary = running_canary(session, model)
+            if canary is not None:
+                abort_running(session, canary, actor, f"production rolled back: {reason}", flow_run_id, now)
             old = version_row(session, model, current)
             move(old, VersionStatus.ROLLED_BACK, now)
             move(row, VersionStatus.PRODUCTION, now)
@@ -266,9 +292,9 @@ class Releases(StoreBase):
         Raises:
             ValueError: ``model``, ``actor`` or ``reason`` is empty.
             VersionNotFound: no such version.
-            IllegalTransition: the status does not allow it (production, pending or approved
-                versions are never deleted), or the version is the ``previous`` alias (the
-                rollback target must keep its files).
+            IllegalTransition: the status does not allow it (production, canary, pending or
+                approved versions are never deleted), or the version is the ``previous`` alias
+                (the rollback target must keep its files).
         """
         require(model=model, actor=actor, reason=reason)
         with self._transaction() as session:

@@ -3,8 +3,8 @@
 Every public method is one database transaction. A method that changes a version writes its
 audit event(s) (actor, reason, flow run, UTC time) in that same transaction, so the registry
 never shows a change without its record or a record without its change. Methods return
-read models (``ModelVersionRecord``, ``AuditEventRecord``, ``PostedMessageRecord``), never
-live rows.
+read models (``ModelVersionRecord``, ``AuditEventRecord``, ``CanaryRecord``,
+``MonitorAlarmRecord``, ``PostedMessageRecord``), never live rows.
 
 Writers of one model are serialized: each write transaction first locks the model's
 ``registered_model`` row (``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite every
@@ -15,27 +15,31 @@ The methods live with their job and are combined here:
 - :mod:`registry.registration`: ``allocate_version``, ``complete_registration``, ``mark_failed``;
 - :mod:`registry.releases`: ``request_approval``, ``approve``, ``reject``, ``promote``,
   ``rollback``, ``mark_deleted``;
+- :mod:`registry.canaries`: ``start_canary``, ``get_canary``, ``abort_canary``;
 - :mod:`registry.reads`: ``get_version``, ``list_versions``, ``get_alias``, ``list_models``,
   ``list_events``;
 - :mod:`registry.leases`: ``model_lock``;
 - :mod:`registry.posted_messages`: ``record_posted_message``, ``get_posted_message``;
+- :mod:`registry.monitor_alarms`: ``raise_alarm``, ``clear_alarm``, ``get_alarm``;
 - :mod:`registry.transactions`: ``engine``, ``close`` and the transaction each call runs in.
 """
 
 from __future__ import annotations
 
+from registry.canaries import Canaries
 from registry.database import create_registry_engine, upgrade_schema
 from registry.leases import Leases
+from registry.monitor_alarms import MonitorAlarms
 from registry.posted_messages import PostedMessages
 from registry.reads import Reads
 from registry.registration import Registration
 from registry.releases import Releases
 
 
-class RegistryStore(Registration, Releases, Reads, Leases, PostedMessages):
-    """Model versions, aliases, the audit log, model locks and posted Slack messages of one
-    registry database. Open one with :meth:`open`; ``RegistryStore(engine)`` uses an engine
-    whose schema is already at head."""
+class RegistryStore(Registration, Releases, Canaries, Reads, Leases, PostedMessages, MonitorAlarms):
+    """Model versions, aliases, the audit log, canaries, model locks, posted Slack messages
+    and monitoring alarms of one registry database. Open one with :meth:`open`;
+    ``RegistryStore(engine)`` uses an engine whose schema is already at head."""
 
     @classmethod
     def open(cls, url: str) -> RegistryStore:

@@ -2,7 +2,8 @@
 
 Rule (``plan_gc``): protected versions are always kept, *in addition to* the newest ``keep``
 unprotected versions that still have files. Protected means: the ``production`` and
-``previous`` aliases (what is served, and the one-command rollback target), versions pending
+``previous`` aliases (what is served, and the one-command rollback target), a canary (served
+beside production while it soaks), versions pending
 approval or approved (a human may still release them), versions still ``registering`` (an
 export is under way), and the model's newest version when it is ``registered`` (its release
 decision may be under way). So ``keep`` is the number of extra versions kept around for a
@@ -111,6 +112,8 @@ def plan_gc(store: RegistryStore, model: str, keep: int) -> GcPlan:
 
 
 def _protected_status_reason(status: VersionStatus, newest: bool) -> str | None:
+    if status is VersionStatus.CANARY:
+        return "canary: serving beside production while it soaks"
     if status is VersionStatus.PENDING_APPROVAL:
         return "pending approval: a human may still release it"
     if status is VersionStatus.APPROVED:

@@ -7,11 +7,11 @@ import itertools
 import pytest
 
 from registry.errors import IllegalTransition, RegistryError
-from registry.lifecycle import ALLOWED, FORCE_ONLY, check_transition, is_allowed
+from registry.lifecycle import ALLOWED, CANARY_ABORT_ONLY, FORCE_ONLY, check_transition, is_allowed
 from registry.models import VersionStatus as S
 
 ALL_PAIRS = list(itertools.product(S, S))
-ALLOWED_PAIRS = [(a, b) for a, b in ALL_PAIRS if b in ALLOWED[a] and (a, b) not in FORCE_ONLY]
+ALLOWED_PAIRS = [(a, b) for a, b in ALL_PAIRS if b in ALLOWED[a] and (a, b) not in FORCE_ONLY | CANARY_ABORT_ONLY]
 ILLEGAL_PAIRS = [(a, b) for a, b in ALL_PAIRS if b not in ALLOWED[a]]
 
 
@@ -22,9 +22,10 @@ def _id(pair: tuple[S, S]) -> str:
 def test_the_table_is_the_specified_one():
     expected = {
         "registering": {"registered", "failed"},
-        "registered": {"pending_approval", "production", "rejected", "superseded", "deleted"},
-        "pending_approval": {"approved", "rejected", "superseded", "production"},
-        "approved": {"production", "rejected", "superseded"},
+        "registered": {"pending_approval", "canary", "production", "rejected", "superseded", "deleted"},
+        "pending_approval": {"approved", "canary", "rejected", "superseded", "production"},
+        "approved": {"canary", "production", "rejected", "superseded"},
+        "canary": {"production", "registered", "pending_approval", "approved"},
         "production": {"archived", "rolled_back"},
         "archived": {"production", "deleted"},
         "rolled_back": {"production", "deleted"},
@@ -35,6 +36,17 @@ def test_the_table_is_the_specified_one():
     }
     assert {state.value: {t.value for t in targets} for state, targets in ALLOWED.items()} == expected
     assert FORCE_ONLY == {(S.REJECTED, S.PRODUCTION)}
+    assert CANARY_ABORT_ONLY == {(S.CANARY, S.REGISTERED), (S.CANARY, S.PENDING_APPROVAL), (S.CANARY, S.APPROVED)}
+
+
+@pytest.mark.parametrize("pair", sorted(CANARY_ABORT_ONLY), ids=_id)
+def test_a_canary_returns_to_its_prior_status_only_when_aborted(pair):
+    current, target = pair
+    assert not is_allowed(current, target, force=True)
+    with pytest.raises(IllegalTransition, match="aborting the canary"):
+        check_transition("digits", 4, current, target, force=True)
+    check_transition("digits", 4, current, target, canary_abort=True)
+    assert is_allowed(current, target, canary_abort=True)
 
 
 @pytest.mark.parametrize("pair", ALLOWED_PAIRS, ids=_id)

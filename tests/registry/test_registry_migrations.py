@@ -8,6 +8,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from registry.database import VERSION_TABLE, alembic_config, create_registry_engine
 from registry.models import REGISTRY_METADATA
@@ -84,6 +85,39 @@ def test_a_registry_created_by_the_first_schema_upgrades_without_losing_rows(dat
     assert store.get_alias("digits", "production").version == 2
     assert store.allocate_version("digits", actor="policy", reason="after upgrade").version == 3
     store.close()
+
+
+def test_0005_widens_the_enum_checks_keeping_rows_references_and_the_append_only_log(store, register):
+    """0005 rebuilds model_version and audit_event on SQLite (the CHECK lives in the CREATE text):
+    referenced rows, event ids and the append-only triggers must survive it, both ways."""
+    for version in (register(store, "digits").version, register(store, "digits").version):
+        store.promote("digits", version, actor="policy", reason="before 0005")
+    store.record_posted_message("digits", 2, channel="C1", ts="1.0", text="approval", blocks=[])
+
+    def state() -> tuple:
+        aliases = [store.get_alias("digits", alias) for alias in ("production", "previous")]
+        posted = store.get_posted_message("digits", 2)
+        return store.list_versions("digits"), store.list_events("digits"), aliases, posted
+
+    before = state()
+    with store.engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "0004")
+    assert state() == before
+    with pytest.raises(IntegrityError), store.engine.begin() as connection:  # the narrower CHECK is back
+        connection.execute(sa.text("UPDATE model_version SET status = 'canary' WHERE version = 1"))
+
+    with store.engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "head")
+    assert state() == before and schema_diffs(store.engine) == []
+    with pytest.raises(DBAPIError, match="append-only"), store.engine.begin() as connection:
+        connection.execute(sa.text("UPDATE audit_event SET reason = 'rewritten'"))
+    canary = register(store, "digits").version
+    store.start_canary("digits", canary, actor="policy", reason="after 0005", soak_seconds=60)
+
+    # Canary state cannot be expressed below 0005, and the audit log cannot be rewritten.
+    with pytest.raises(RuntimeError, match="cannot downgrade"), store.engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "0004")
+    assert schema_diffs(store.engine) == [] and store.get_canary("digits").version == canary
 
 
 def test_only_sqlite_and_postgresql_are_supported():
