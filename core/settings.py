@@ -11,10 +11,13 @@ Settings are built on first use by :func:`get_settings`, never at import.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from functools import lru_cache
 from pathlib import Path
+from string import Template
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -27,6 +30,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -105,6 +109,203 @@ class ReleasePolicy(_Strict):
     )
 
 
+# Prometheus's duration syntax (model.ParseDuration): units from the largest down, each at most
+# once, integers only: "30s", "5m", "1h30m", "2d", "500ms".
+_DURATION = re.compile(r"(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?")
+_DURATION_UNITS = (365 * 86400.0, 7 * 86400.0, 86400.0, 3600.0, 60.0, 1.0, 0.001)
+
+
+def duration_seconds(text: str) -> float:
+    """Seconds in a Prometheus duration such as ``30s``, ``5m``, ``1h30m`` or ``500ms``
+    (units y, w, d, h, m, s, ms, largest first, each at most once; a year is 365 days).
+
+    Raises:
+        ValueError: ``text`` is not such a duration, or it is zero.
+    """
+    match = _DURATION.fullmatch(text.strip()) if isinstance(text, str) else None
+    if match is None or not any(match.groups()):
+        raise ValueError(f"{text!r} is not a Prometheus duration; use e.g. 30s, 5m, 1h30m")
+    seconds = sum(int(count) * unit for count, unit in zip(match.groups(), _DURATION_UNITS) if count)
+    if seconds <= 0:
+        raise ValueError(f"{text!r} is zero; a duration must be longer than 0s")
+    return seconds
+
+
+QUERY_PLACEHOLDERS = ("model", "window", "label", "version")
+"""What a monitoring query template may use: ``$model`` (the model's name), ``$window`` (the
+``window`` setting, a Prometheus duration), ``$label`` (TF Serving's version label of what is
+measured: ``stable`` or ``canary``) and ``$version`` (its version number)."""
+
+_VERSION_PLACEHOLDERS = ("label", "version")
+_NO_VERSION_NOTE = (
+    " TF Serving's own metrics carry no version label, so this default measures every version of"
+    " the model together: a canary needs a template that uses $label or $version (e.g. figures"
+    " from a proxy in front of TF Serving that labels requests by version)."
+)
+
+
+class MonitoringQueries(_Strict):
+    """PromQL templates of the figures the watch judges, with ``string.Template`` placeholders
+    (see :data:`QUERY_PLACEHOLDERS`; PromQL uses braces, so ``$name``, not ``{name}``; a literal
+    ``$`` is written ``$$``). Each query must return one series or a scalar: aggregate it, e.g.
+    with ``sum(...)``.
+
+    Defaults use TF Serving's own metrics (tensorflow_serving/servables/tensorflow/util.cc):
+    the counter ``:tensorflow:serving:request_count{model_name, status}`` (status ``OK`` or an
+    error code name) and the histogram ``:tensorflow:serving:runtime_latency`` (microseconds,
+    labels model_name, API, runtime).
+    """
+
+    requests: str = Field(
+        default='sum(increase(:tensorflow:serving:request_count{model_name="$model"}[$window]))',
+        description="Requests over the window (a count); no result means no data." + _NO_VERSION_NOTE,
+    )
+    errors: str = Field(
+        default='sum(increase(:tensorflow:serving:request_count{model_name="$model",status!="OK"}[$window])) or vector(0)',
+        description=(
+            "Failed requests over the window (a count). Must give 0, not an empty result, when there "
+            "were none (hence `or vector(0)`): a missing error count is no data." + _NO_VERSION_NOTE
+        ),
+    )
+    latency_p99_ms: str = Field(
+        default=(
+            "histogram_quantile(0.99, sum by (le) "
+            '(rate(:tensorflow:serving:runtime_latency_bucket{model_name="$model"}[$window]))) / 1000'
+        ),
+        description=(
+            "99th percentile latency over the window, in milliseconds (TF Serving records "
+            "microseconds, hence / 1000); NaN or no result means unknown." + _NO_VERSION_NOTE
+        ),
+    )
+
+    @field_validator("requests", "errors", "latency_p99_ms")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        template = Template(value)
+        use = ", ".join(f"${name}" for name in QUERY_PLACEHOLDERS)
+        if not template.is_valid():
+            raise PydanticCustomError(
+                "query_template", f"not a valid template: every $ must start a placeholder ({use}); write $$ for a literal $"
+            )
+        unknown = [name for name in template.get_identifiers() if name not in QUERY_PLACEHOLDERS]
+        if unknown:
+            raise PydanticCustomError("query_template", f"unknown placeholder ${unknown[0]}; use {use}")
+        return value
+
+    def templates(self) -> dict[str, str]:
+        """Figure name (``requests``, ``errors``, ``latency_p99_ms``) -> its template."""
+        return {"requests": self.requests, "errors": self.errors, "latency_p99_ms": self.latency_p99_ms}
+
+    def distinguishes_versions(self) -> bool:
+        """Whether every template uses ``$label`` or ``$version``, i.e. can measure a canary apart
+        from production. False for the defaults: TF Serving's counters have no version label."""
+        return all(
+            any(name in _VERSION_PLACEHOLDERS for name in Template(text).get_identifiers())
+            for text in self.templates().values()
+        )
+
+
+class MonitoringSettings(_Strict):
+    """Watching production in Prometheus, and the rule that rolls it back.
+
+    The default rule is "more than 5 % of requests failing over 5 minutes", judged only with at
+    least ``min_requests`` requests in the window: with fewer, or no data, there is no verdict and
+    never a rollback. Rates are fractions in [0, 1]; latencies milliseconds; durations Prometheus
+    durations (``30s``, ``5m``, ``1h30m``), also readable in seconds via the ``*_seconds``
+    properties.
+    """
+
+    prometheus_url: str | None = Field(
+        default=None,
+        description="Base URL of the Prometheus HTTP API as tfrelease reaches it (http or https); unset: the model is not watched.",
+    )
+    window: str = Field(default="5m", description="Window of every figure, a Prometheus duration ($window in the queries).")
+    max_error_rate: float = Field(
+        default=0.05, ge=0, le=1, description="Breach above this fraction of failed requests over the window (not at it)."
+    )
+    min_requests: PositiveInt = Field(
+        default=100, description="Requests over the window below which there is no verdict (blind), never a rollback."
+    )
+    max_latency_p99_ms: PositiveFloat | None = Field(
+        default=None, description="Breach when the p99 latency (milliseconds) is above this; unset: latency is not judged."
+    )
+    watch_for: str = Field(
+        default="24h", description="How long after a release its production version is watched, a Prometheus duration."
+    )
+    canary_soak: str = Field(default="30m", description="Default soak of a canary before it is promoted, a Prometheus duration.")
+    canary_max_error_rate_increase: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="A canary also breaches when its error rate exceeds production's by more than this (a fraction: 0.01 = 1 point).",
+    )
+    canary_max_latency_ratio: float = Field(
+        default=1.5, ge=1, description="A canary also breaches when its p99 is above production's p99 times this (both known)..."
+    )
+    canary_min_latency_increase_ms: float = Field(
+        default=25.0,
+        ge=0,
+        description=(
+            "...and at least this many milliseconds above it: at a few milliseconds a ratio measures histogram "
+            "buckets and scheduling noise, not the model."
+        ),
+    )
+    timeout_seconds: PositiveFloat = Field(
+        default=5.0,
+        le=15.0,
+        description="Per Prometheus query, in seconds (at most 15: a verdict runs a few queries and the watch runs every minute).",
+    )
+    graph_url: str | None = Field(
+        default=None, description="Prometheus base URL for graph links in messages, when people reach it elsewhere than prometheus_url."
+    )
+    queries: MonitoringQueries = MonitoringQueries()
+
+    @field_validator("prometheus_url", "graph_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        # The message never repeats the value: a URL may carry a password.
+        if value is None:
+            return None
+        try:
+            parts = urlsplit(value.strip())
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise PydanticCustomError("http_url", "must be an http(s) URL such as http://prometheus:9090")
+        if parts.query or parts.fragment:
+            raise PydanticCustomError("http_url", "must be a base URL, without ?query or #fragment")
+        return value.strip().rstrip("/")
+
+    @field_validator("window", "watch_for", "canary_soak")
+    @classmethod
+    def _prometheus_duration(cls, value: str) -> str:
+        try:
+            duration_seconds(value)
+        except ValueError:
+            raise PydanticCustomError(
+                "duration", "not a Prometheus duration longer than 0s; use e.g. 30s, 5m, 1h30m"
+            ) from None
+        return value.strip()
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the model is watched (``prometheus_url`` is set)."""
+        return self.prometheus_url is not None
+
+    @property
+    def window_seconds(self) -> float:
+        return duration_seconds(self.window)
+
+    @property
+    def watch_for_seconds(self) -> float:
+        return duration_seconds(self.watch_for)
+
+    @property
+    def canary_soak_seconds(self) -> float:
+        return duration_seconds(self.canary_soak)
+
+
 class ModelSettings(_Strict):
     """One model: where its data comes from, its data contract, training and release policy."""
 
@@ -124,6 +325,7 @@ class ModelSettings(_Strict):
     keep_versions: PositiveInt = Field(default=5, description="Versions with files kept by `tfrelease gc`, besides protected ones.")
     training: TrainingParams = TrainingParams()
     policy: ReleasePolicy = ReleasePolicy()
+    monitoring: MonitoringSettings = MonitoringSettings()
 
     @model_validator(mode="after")
     def _folder_needs_paths(self) -> ModelSettings:
