@@ -9,6 +9,10 @@ Deployment names, as ``run_deployment`` wants them (``<flow>/<deployment>``):
 - ``retrain/retrain-nightly-<model>``: cron ``schedule.cron`` in ``schedule.timezone``
   (default ``0 2 * * *`` UTC), ``parameters={"model": <model>}``, at most one run at a time
   (a second one waits for the first to finish: collision strategy ENQUEUE).
+- ``watch/watch-<model>``: every ``WATCH_INTERVAL_SECONDS`` (60 s), ``parameters={"model":
+  <model>}``, for every model with ``monitoring.prometheus_url`` set; a run still going when
+  the next is due makes that one skip (collision strategy CANCEL_NEW): a slow Prometheus never
+  piles up watches.
 - ``release/release`` and ``rollback/rollback``: no schedule; parameters at run time.
 """
 
@@ -23,6 +27,8 @@ if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
 
 NIGHTLY_PREFIX = "retrain-nightly-"
+WATCH_PREFIX = "watch-"
+WATCH_INTERVAL_SECONDS = 60
 
 
 def nightly_name(model: str) -> str:
@@ -30,8 +36,14 @@ def nightly_name(model: str) -> str:
     return f"{NIGHTLY_PREFIX}{model}"
 
 
+def watch_name(model: str) -> str:
+    """The watch deployment of ``model``: ``watch-<model>``."""
+    return f"{WATCH_PREFIX}{model}"
+
+
 def build_deployments(settings: Settings) -> list[RunnerDeployment]:
-    """The nightly retrain of every configured model, then release and rollback.
+    """The nightly retrain of every configured model, the watch of every monitored one, then
+    release and rollback.
 
     Builds objects only (no Prefect server is contacted). Raises ValueError for an invalid
     cron expression or time zone.
@@ -43,11 +55,12 @@ def build_deployments(settings: Settings) -> list[RunnerDeployment]:
         ConcurrencyLimitConfig,
         ConcurrencyLimitStrategy,
     )
-    from prefect.schedules import Cron
+    from prefect.schedules import Cron, Interval
 
     from flows.release import release
     from flows.retrain import retrain
     from flows.rollback import rollback
+    from flows.watch import watch
 
     cron, timezone = settings.schedule.cron, settings.schedule.timezone
     # _sync=True: to_deployment returns a coroutine when called inside an event loop.
@@ -63,10 +76,23 @@ def build_deployments(settings: Settings) -> list[RunnerDeployment]:
         )
         for model in sorted(settings.models)
     ]
+    deployments += [
+        watch.to_deployment(
+            watch_name(model),
+            schedules=[Interval(WATCH_INTERVAL_SECONDS)],
+            parameters={"model": model},
+            concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
+            description=f"Watch {model} in Prometheus every {WATCH_INTERVAL_SECONDS} s; roll back or abort a canary on a breach.",
+            tags=["tfrelease", "watch", f"model:{model}"],
+            _sync=True,
+        )
+        for model, config in sorted(settings.models.items())
+        if config.monitoring.prometheus_url is not None
+    ]
     deployments.append(
         release.to_deployment(
             RELEASE_DEPLOYMENT,
-            description="Release a registered version: model, version, actor, reason[, force].",
+            description="Release a registered version: model, version, actor, reason[, force, canary, soak_seconds].",
             tags=["tfrelease"],
             _sync=True,
         )

@@ -6,12 +6,12 @@ Run it with ``tfrelease slack-app`` (:func:`serve`): HTTP on ``slack.host:slack.
 a bad one or to one older than 5 minutes.
 
 Every listener acknowledges first and then makes one call into a plain function of
-``slackbot.receiver`` (``handle_approve``, ``handle_reject``, ``handle_rollback``) through
-``slackbot.receiver.run_handler``, which keeps errors from reaching Bolt. With Bolt's default
-``process_before_response=False`` the listener runs on Bolt's thread pool and the HTTP answer
-goes back as soon as ``ack()`` is called, while the work (a release takes seconds) continues:
-Slack wants its answer within 3 seconds. (Lazy listeners exist for FaaS, where nothing may
-run after the answer; they are not needed here.)
+``slackbot.receiver`` (``handle_approve``, ``handle_approve_canary``, ``handle_reject``,
+``handle_rollback``) through ``slackbot.receiver.run_handler``, which keeps errors from
+reaching Bolt. With Bolt's default ``process_before_response=False`` the listener runs on
+Bolt's thread pool and the HTTP answer goes back as soon as ``ack()`` is called, while the
+work (a release takes seconds) continues: Slack wants its answer within 3 seconds. (Lazy
+listeners exist for FaaS, where nothing may run after the answer; they are not needed here.)
 """
 
 from __future__ import annotations
@@ -28,11 +28,12 @@ from slack_bolt.request import BoltRequest
 from slack_sdk import WebClient
 
 from core.settings import ConfigError, Settings
-from slackbot.payloads import APPROVE_ACTION_ID, REJECT_ACTION_ID, ROLLBACK_ACTION_ID
+from slackbot.payloads import APPROVE_ACTION_ID, APPROVE_CANARY_ACTION_ID, REJECT_ACTION_ID, ROLLBACK_ACTION_ID
 from slackbot.receiver import (
     FlowLoaders,
     Receiver,
     handle_approve,
+    handle_approve_canary,
     handle_reject,
     handle_rollback,
     run_handler,
@@ -58,8 +59,8 @@ def ignore_retries(req: BoltRequest, next: Callable[[], BoltResponse]) -> BoltRe
 
 
 def register(app: App, settings: Settings, *, flows: FlowLoaders, use_prefect: bool | None = None) -> Receiver:
-    """Wire the ``approve``, ``reject`` and ``rollback`` buttons and the retry filter into
-    ``app``; return the ``slackbot.receiver.Receiver`` the handlers share."""
+    """Wire the ``approve``, ``approve_canary``, ``reject`` and ``rollback`` buttons and the
+    retry filter into ``app``; return the ``slackbot.receiver.Receiver`` the handlers share."""
     receiver = Receiver(settings=settings, client=app.client, flows=flows, use_prefect=use_prefect)
     app.use(ignore_retries)
 
@@ -67,6 +68,11 @@ def register(app: App, settings: Settings, *, flows: FlowLoaders, use_prefect: b
     def approve(ack: Ack, body: dict[str, Any]) -> None:
         ack()
         run_handler(handle_approve, receiver, body)
+
+    @app.action(APPROVE_CANARY_ACTION_ID)
+    def approve_canary(ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        run_handler(handle_approve_canary, receiver, body)
 
     @app.action(REJECT_ACTION_ID)
     def reject(ack: Ack, body: dict[str, Any]) -> None:

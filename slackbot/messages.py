@@ -46,6 +46,7 @@ from slackbot.blocks import (
 )
 from slackbot.payloads import (
     APPROVE_ACTION_ID,
+    APPROVE_CANARY_ACTION_ID,
     REJECT_ACTION_ID,
     ROLLBACK_ACTION_ID,
     ActionValue,
@@ -65,7 +66,10 @@ def approval_request_message(req: ApprovalRequest) -> SlackMessage:
     production (accuracy, loss, macro F1 with changes; worst per-class recall change), the
     policy's reasons, data batches, links, and Approve (``approve``, primary) / Reject
     (``reject``, danger, with a confirmation dialog) buttons whose value is
-    :class:`ActionValue` JSON. The actions block's id is :func:`approval_block_id`.
+    :class:`ActionValue` JSON. When there is a production version (``production_version``),
+    an "Approve as canary" button (``approve_canary``, same value) sits between them: a canary
+    needs a production version to be compared with. The actions block's id is
+    :func:`approval_block_id`.
     """
     prefix = approval_block_id(req.model, req.version)
     title = f"{req.model} v{req.version} needs approval"
@@ -302,8 +306,12 @@ def _metric_field(row: _Row) -> MarkdownTextObject:
 def _decision_buttons(req: ApprovalRequest) -> list[ButtonElement]:
     value = ActionValue(model=req.model, version=req.version).dump()
     stays = f"Production stays on v{req.production_version}." if req.production_version is not None else "Nothing is served yet."
+    canary = (
+        [button(APPROVE_CANARY_ACTION_ID, "Approve as canary", value)] if req.production_version is not None else []
+    )
     return [
         button(APPROVE_ACTION_ID, "Approve", value, style="primary"),
+        *canary,
         button(
             REJECT_ACTION_ID,
             "Reject",

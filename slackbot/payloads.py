@@ -17,6 +17,7 @@ from tasks.comparison import Metrics
 from tasks.decide import Decision
 
 APPROVE_ACTION_ID = "approve"
+APPROVE_CANARY_ACTION_ID = "approve_canary"  # release as a canary beside production; same ActionValue as approve
 REJECT_ACTION_ID = "reject"
 ROLLBACK_ACTION_ID = "rollback"
 
@@ -41,7 +42,7 @@ class ApprovalRequest(BaseModel):
 
 
 class ActionValue(BaseModel):
-    """What an Approve/Reject button carries back in its ``value``: compact JSON
+    """What an Approve/Approve as canary/Reject button carries back in its ``value``: compact JSON
     ``{"model":"digits","version":3}``. Parse a payload's value with ``ActionValue.parse``."""
 
     model: str
@@ -103,5 +104,5 @@ class ClickedMessage(BaseModel):
 
 
 def approval_block_id(model: str, version: int) -> str:
-    """block_id of the Approve/Reject actions block, e.g. ``approval:digits:3``."""
+    """block_id of the Approve (as canary)/Reject actions block, e.g. ``approval:digits:3``."""
     return f"approval:{model}:{version}"

@@ -1,14 +1,16 @@
-"""Acting on Approve, Reject and Roll back clicks, with the clicker as the actor.
+"""Acting on Approve, Approve as canary, Reject and Roll back clicks, with the clicker as the actor.
 
 Each button's work is a plain function of a :class:`Receiver` (what the handlers share) and a
-:class:`Click` (:func:`handle_approve`, :func:`handle_reject`, :func:`handle_rollback`).
+:class:`Click` (:func:`handle_approve`, :func:`handle_approve_canary`, :func:`handle_reject`,
+:func:`handle_rollback`).
 ``slackbot.app`` wires them into Bolt: each listener acknowledges first, then makes one call
 through :func:`run_handler`, which keeps errors from reaching Bolt (see there).
 
-Where a release or rollback runs (see :class:`Receiver`): with a Prefect server, as a flow run
-of the ``release/release`` or ``rollback/rollback`` deployment, started and not waited for; the
-run reports its outcome in the clicked message. With a server but nobody serving the
-deployment, as a flow run in this process. Without a server, the same steps run here directly.
+Where a release (a canary release too) or rollback runs (see :class:`Receiver`): with a Prefect
+server, as a flow run of the ``release/release`` (a canary with ``canary=True``) or
+``rollback/rollback`` deployment, started and not waited for; the run reports its outcome in
+the clicked message. With a server but nobody serving the deployment, as a flow run in this
+process. Without a server, the same steps run here directly.
 
 This module imports neither TensorFlow nor Great Expectations; the release path imports
 TensorFlow inside the smoke test, after the acknowledgement.
@@ -43,7 +45,8 @@ from slackbot.announce import (
 from slackbot.blocks import mention
 from slackbot.client import post_ephemeral, update_message
 from slackbot.payloads import ActionValue, ClickedMessage, RollbackValue, SlackMessage
-from slackbot.updates import approved_update, rejected_update, rollback_requested_update
+from slackbot.updates import approved_as_canary_update, approved_update, rejected_update, rollback_requested_update
+from slackbot.watch import announce_canary_started
 
 logger = logging.getLogger(__name__)
 
@@ -177,6 +180,30 @@ class Receiver:
             previous_version=result.previous_version, origin=click.origin, run=None,
         )
 
+    def canary(self, store: RegistryStore, click: Click, model: str, version: int, *, reason: str) -> None:
+        """Start the approved ``version`` as a canary beside production; its outcome reaches
+        the clicked message, as for :meth:`release`.
+
+        The message first shows "approved as canary by …, starting the canary…". With a Prefect
+        server the release deployment runs with ``canary=True`` (see :meth:`through_prefect`)
+        and reports itself. Without one the steps run here (``tasks.release.canary_version``:
+        checks, smoke test, serving beside production under the ``canary`` label) and the
+        message then shows "approved as canary by …, soaking until …".
+
+        Raises:
+            Whatever starting the flow run, or the steps run here, raise; see
+            ``flows.release`` and ``tasks.canary``.
+        """
+        self.update(click, approved_as_canary_update(click.message, model, version, click.user, datetime.now(UTC)))
+        parameters = {"model": model, "version": version, "actor": click.actor, "reason": reason, "canary": True}
+        if self.through_prefect(click, RELEASE, parameters, f"canary release of {model} v{version}"):
+            return
+        from tasks.release import canary_version
+
+        result = canary_version(store, self.settings, model, version, actor=click.actor, reason=reason)
+        logger.info(result.summary)
+        announce_canary_started(self.settings, result, origin=click.origin, run=None)
+
     def rollback(self, store: RegistryStore, click: Click, target: RollbackValue, *, reason: str) -> None:
         """Roll ``target.model`` back from ``target.from_version`` to ``target.to_version``;
         the outcome reaches the clicked message (a refusal: the clicker), as for :meth:`release`.
@@ -269,6 +296,56 @@ def handle_approve(receiver: Receiver, click: Click) -> None:
             receiver.release(store, click, model, version, reason=reason)
         except Exception as error:  # shown in Slack and logged; the version stays approved
             logger.exception("release of %s v%s, approved by %s, failed", model, version, click.actor)
+            announce_release_failure(receiver.settings, model, version, error, step=None, origin=click.origin, run=None)
+
+
+def handle_approve_canary(receiver: Receiver, click: Click) -> None:
+    """Approve the clicked request's version and start it as a canary beside production (see
+    :meth:`Receiver.canary`).
+
+    Authorised and claimed as :func:`handle_approve`: only a version still pending approval
+    is approved (``store.approve``, one transaction; of several clicks exactly one wins), any
+    other click is answered with the version's status and changes nothing. Before the claim,
+    a canary that cannot start (``tasks.canary.check_canary``: no production version,
+    monitoring that cannot tell versions apart, another canary running, damaged files) is
+    told to the clicker and changes nothing: the request keeps its buttons, so it can still
+    be approved or rejected. Then the message shows "approved as canary by …", and at the end
+    "soaking until …" or "release failed" with the error, which is also logged; a failed
+    start leaves the version ``approved``.
+
+    Raises:
+        pydantic.ValidationError: the button's value is not ActionValue JSON.
+    """
+    from tasks.canary import CanaryRefused, check_canary
+    from tasks.integrity import VersionFilesError
+
+    target = ActionValue.parse(click.value)
+    model, version = target.model, target.version
+    if receiver.refuses(click, model):
+        return
+    reason = f"approved as canary in Slack by {click.user}"
+    with receiver.store() as store:
+        try:
+            if store.get_version(model, version).status is not VersionStatus.PENDING_APPROVAL:
+                receiver.answer(click, _not_pending(store, model, version))
+                return
+            check_canary(store, receiver.settings, model, version)
+        except (IllegalTransition, VersionNotFound):  # gone, or decided since the read
+            receiver.answer(click, _not_pending(store, model, version))
+            return
+        except (CanaryRefused, VersionFilesError) as error:
+            receiver.answer(click, f"{model} v{version} cannot start as a canary: {error}. Nothing changed.")
+            return
+        try:
+            store.approve(model, version, actor=click.actor, reason=reason)
+        except (IllegalTransition, VersionNotFound):
+            receiver.answer(click, _not_pending(store, model, version))
+            return
+        logger.info("%s v%s approved as canary by %s; starting the canary", model, version, click.actor)
+        try:
+            receiver.canary(store, click, model, version, reason=reason)
+        except Exception as error:  # shown in Slack and logged; the version stays approved
+            logger.exception("canary release of %s v%s, approved by %s, failed", model, version, click.actor)
             announce_release_failure(receiver.settings, model, version, error, step=None, origin=click.origin, run=None)
 
 

@@ -41,6 +41,31 @@ def approved_update(base: SlackMessage, model: str, version: int, user: str, at:
     )
 
 
+def approved_as_canary_update(
+    base: SlackMessage,
+    model: str,
+    version: int,
+    user: str,
+    at: datetime,
+    *,
+    soak_until: datetime | None = None,
+    run: FlowRunRef | None = None,
+) -> SlackMessage:
+    """"approved as canary by <user>": without ``soak_until`` the click won and the canary is
+    starting ("starting the canary…"); with it the canary serves beside production and soaks
+    until then (started by ``run``, when it ran as a flow run). Buttons removed."""
+    if soak_until is None:
+        status = f":hourglass_flowing_sand: *Approved as canary* by <@{user}> at {slack_time(at)} — starting the canary…"
+        text = f"{model} v{version} approved as canary by <@{user}> at {utc(at)} — starting the canary…"
+    else:
+        status = (
+            f":hatching_chick: *Approved as canary* by <@{user}>, soaking until {slack_time(soak_until)}{in_run(run)}: "
+            f"v{version} is served under the `canary` label beside production."
+        )
+        text = f"{model} v{version} approved as canary by <@{user}>, soaking until {utc(soak_until)}"
+    return _with_status(base, status, text)
+
+
 def released_update(
     base: SlackMessage,
     model: str,

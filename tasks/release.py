@@ -16,26 +16,22 @@ from pydantic import BaseModel
 
 from core.settings import Settings
 from registry.errors import ModelLocked
-from registry.lifecycle import PRODUCTION, check_transition
+from registry.lifecycle import check_transition
 from registry.models import ModelVersionRecord, VersionStatus
 from registry.store import RegistryStore
+from tasks.canary import CanaryResult, check_canary, start_canary
 from tasks.comparison import Metrics
 from tasks.data import DataFolders, ensure_bundled_holdout, load_holdout
 from tasks.decide import Decision, Outcome
 from tasks.evaluate import smoke_test
 from tasks.integrity import check_version_files
 from tasks.model_card import document_version
+from tasks.promotion import BaselineChanged, switch_to_version
 from tasks.retry_policy import retry_if_transient
-from tasks.serving import lock_holder, switch_and_record
-from tasks.serving_config import served_model
 from tasks.serving_reload import ServingReloadError
 from tasks.steps import step
 
 logger = logging.getLogger(__name__)
-
-
-class BaselineChanged(Exception):
-    """Production moved after the candidate was compared with it; the comparison is stale."""
 
 
 class ReleaseResult(BaseModel):
@@ -51,9 +47,6 @@ class ReleaseResult(BaseModel):
     @property
     def summary(self) -> str:
         return f"{self.model} version {self.version} released to production by {self.actor} (held-out accuracy {self.accuracy:.4f})"
-
-
-_ANY = object()  # expected_production not given: release over whatever is in production
 
 
 def check_release(store: RegistryStore, model: str, version: int, *, force: bool) -> ModelVersionRecord:
@@ -89,68 +82,6 @@ def smoke_test_version(settings: Settings, record: ModelVersionRecord) -> Metric
     )
 
 
-def switch_to_version(
-    store: RegistryStore,
-    settings: Settings,
-    model: str,
-    version: int,
-    *,
-    actor: str,
-    reason: str,
-    force: bool = False,
-    flow_run_id: str | None = None,
-    decision: Decision | None = None,
-    expected_production: int | None | object = _ANY,
-) -> int | None:
-    """Under the model's lock: point TF Serving at ``version`` (``stable``; the old production
-    stays loaded as ``previous``), then record the promotion in the registry.
-
-    Returns the version that was production before (now the ``previous`` alias), None for a
-    model's first release.
-
-    If the registry refuses (the version changed state meanwhile), serving is switched back.
-    A release whose version is rejected and ``force`` is set is logged as force_released.
-    With ``expected_production`` (the baseline an automatic decision was made against,
-    None for "no production"), the switch is refused when production moved meanwhile.
-
-    Raises:
-        BaselineChanged: production is no longer ``expected_production``; nothing changed.
-        registry.errors.ModelLocked: another release or rollback held the lock too long.
-        registry.errors.RegistryError: the registry refused; serving was restored.
-        tasks.serving_reload.ServingReloadError: TF Serving refused or failed to load the
-            version; config restored, registry unchanged.
-    """
-    holder = lock_holder(actor, flow_run_id)
-    with store.model_lock(model, holder=holder, purpose=f"release of version {version}"):
-        current = store.get_alias(model, PRODUCTION)
-        check_transition(model, version, store.get_version(model, version).status, VersionStatus.PRODUCTION, force=force)
-        if expected_production is not _ANY and (current.version if current else None) != expected_production:
-            raise BaselineChanged(
-                f"{model} production is version {current.version if current else 'none'} now, not the baseline "
-                f"{expected_production or 'none'} version {version} was compared with"
-            )
-        served = served_model(model, settings.model_store, version, current.version if current else None)
-        switch_and_record(
-            store,
-            settings,
-            model,
-            served,
-            lambda: store.promote(
-                model,
-                version,
-                actor=actor,
-                reason=reason,
-                flow_run_id=flow_run_id,
-                force=force,
-                decision=decision.model_dump(mode="json") if decision else None,
-            ),
-            holder=holder,
-            purpose=f"release of {model} version {version}",
-        )
-    document_version(store, settings.model_store, model, version, actor=actor)
-    return current.version if current else None
-
-
 def release_version(
     store: RegistryStore, settings: Settings, model: str, version: int, *, actor: str, reason: str
 ) -> ReleaseResult:
@@ -164,6 +95,31 @@ def release_version(
     metrics = smoke_test_version(settings, record)
     previous = switch_to_version(store, settings, model, version, actor=actor, reason=reason)
     return ReleaseResult(model=model, version=version, previous_version=previous, actor=actor, accuracy=metrics.accuracy)
+
+
+def canary_version(
+    store: RegistryStore,
+    settings: Settings,
+    model: str,
+    version: int,
+    *,
+    actor: str,
+    reason: str,
+    soak_seconds: float | None = None,
+    flow_run_id: str | None = None,
+) -> CanaryResult:
+    """A canary release's steps without Prefect: :func:`tasks.canary.check_canary`,
+    :func:`smoke_test_version`, :func:`tasks.canary.start_canary` (for the Slack receiver when
+    no Prefect server answers, and the release flow's canary branch).
+
+    Raises:
+        whatever those steps raise; nothing changed then.
+    """
+    record = check_canary(store, settings, model, version)
+    smoke_test_version(settings, record)
+    return start_canary(
+        store, settings, model, version, actor=actor, reason=reason, soak_seconds=soak_seconds, flow_run_id=flow_run_id
+    )
 
 
 class ActedDecision(BaseModel):

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from registry.lifecycle import HAS_FILES, PREVIOUS, PRODUCTION
+from registry.lifecycle import CANARY, HAS_FILES, PREVIOUS, PRODUCTION
 from tasks.serving_config import (
     ServedModel,
     read_config_text,
@@ -35,9 +35,9 @@ def served_models(
     """What TF Serving should serve according to the registry, with ``overrides`` replacing
     the entries of the models being switched right now.
 
-    Each model with a production version is served with it and, when the ``previous`` alias
-    points at a version whose files still exist, with that one too. Models with no
-    production version are left out.
+    Each model with a production version is served with it, with the ``previous`` version when
+    its files still exist, and with its ``canary`` while one soaks. Models with no production
+    version are left out.
     """
     served = dict(overrides or {})
     for model in store.list_models():
@@ -48,7 +48,8 @@ def served_models(
             continue
         previous = store.get_alias(model, PREVIOUS)
         keep = previous.version if previous is not None and previous.status in HAS_FILES else None
-        served[model] = served_model(model, model_store, production.version, keep)
+        canary = store.get_alias(model, CANARY)
+        served[model] = served_model(model, model_store, production.version, keep, canary.version if canary else None)
     return [served[name] for name in sorted(served)]
 
 

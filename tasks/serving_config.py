@@ -16,6 +16,7 @@ from core.files import write_text_atomically
 
 STABLE_LABEL = "stable"
 PREVIOUS_LABEL = "previous"
+CANARY_LABEL = "canary"
 
 
 class ServingConfigError(Exception):
@@ -126,14 +127,15 @@ def from_proto(config: Any) -> list[ServedModel]:
     ]
 
 
-def served_model(model: str, model_store: Path, production: int, previous: int | None) -> ServedModel:
+def served_model(
+    model: str, model_store: Path, production: int, previous: int | None, canary: int | None = None
+) -> ServedModel:
     """``model`` served at ``production`` (label ``stable``), keeping ``previous`` (label
-    ``previous``) loaded so that a rollback is a label move, not a cold load."""
-    if previous is None or previous == production:
-        return ServedModel(model, model_store / model, (production,), {STABLE_LABEL: production})
-    return ServedModel(
-        model,
-        model_store / model,
-        tuple(sorted((production, previous))),
-        {STABLE_LABEL: production, PREVIOUS_LABEL: previous},
-    )
+    ``previous``) loaded so that a rollback is a label move, not a cold load, and ``canary``
+    (label ``canary``) loaded beside them while it soaks."""
+    labels = {STABLE_LABEL: production}
+    if previous is not None and previous != production:
+        labels[PREVIOUS_LABEL] = previous
+    if canary is not None and canary != production:
+        labels[CANARY_LABEL] = canary
+    return ServedModel(model, model_store / model, tuple(sorted(set(labels.values()))), labels)

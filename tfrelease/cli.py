@@ -2,7 +2,8 @@
 
 The commands live in ``tfrelease.registry_commands`` (read and tidy the registry),
 ``tfrelease.release_commands`` (release, approve, reject, rollback) and
-``tfrelease.run_commands`` (retrain, serve, slack-app, data drop); ``tfrelease.console`` holds
+``tfrelease.run_commands`` (retrain, serve, slack-app, data drop), ``tfrelease.watch_commands``
+(watch, canary status|abort|promote); ``tfrelease.console`` holds
 what they share. Those modules never import this one. Listing commands read the registry
 only: they import neither TensorFlow nor Prefect.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import typer
 
-from tfrelease import registry_commands, release_commands, run_commands
+from tfrelease import registry_commands, release_commands, run_commands, watch_commands
 
 app = typer.Typer(help="Nightly retraining and safe release of TensorFlow models to TF Serving.", no_args_is_help=True)
 
@@ -34,5 +35,11 @@ app.command()(release_commands.release)
 app.command()(release_commands.approve)
 app.command()(release_commands.reject)
 app.command()(release_commands.rollback)
+app.command()(watch_commands.watch)
+canary_app = typer.Typer(help="Canary releases: a version serving beside production while it soaks.", no_args_is_help=True)
+canary_app.command("status")(watch_commands.canary_status)
+canary_app.command("abort")(watch_commands.canary_abort)
+canary_app.command("promote")(watch_commands.canary_promote)
+app.add_typer(canary_app, name="canary")
 app.command()(run_commands.serve)
 app.command("slack-app")(run_commands.slack_app)

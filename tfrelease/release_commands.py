@@ -83,9 +83,20 @@ def launch(settings: Settings, url: str | None, deployment: str, parameters: dic
     return True
 
 
-def _run_release(settings: Settings, name: str, version: int, *, reason: str, force: bool, wait: bool) -> None:
-    """Release ``name`` version ``version``: through the served release deployment (see
-    :func:`launch`), else by running the release flow here and printing its summary.
+def _run_release(
+    settings: Settings,
+    name: str,
+    version: int,
+    *,
+    reason: str,
+    force: bool,
+    wait: bool,
+    canary: bool = False,
+    soak_seconds: float | None = None,
+) -> None:
+    """Release ``name`` version ``version`` (as a canary soaking ``soak_seconds`` with
+    ``canary``): through the served release deployment (see :func:`launch`), else by running
+    the release flow here and printing its summary.
 
     Raises:
         typer.Exit: code 1 when the release failed (nothing changed) or a followed run did not complete.
@@ -93,8 +104,10 @@ def _run_release(settings: Settings, name: str, version: int, *, reason: str, fo
     from core.orchestrator import RELEASE, configure_prefect, reachable_prefect_api
 
     configure_prefect(settings)
-    parameters = {"model": name, "version": version, "actor": actor(), "reason": reason, "force": force}
-    what = f"release of {name} version {version}"
+    parameters: dict[str, Any] = {"model": name, "version": version, "actor": actor(), "reason": reason, "force": force}
+    if canary:
+        parameters.update(canary=True, soak_seconds=soak_seconds)
+    what = f"{'canary release' if canary else 'release'} of {name} version {version}"
     if launch(settings, reachable_prefect_api(), RELEASE, parameters, what, wait=wait):
         return
     from flows.release import release as release_flow
@@ -112,18 +125,45 @@ def release(
     force: Annotated[bool, typer.Option("--force", help="Release a rejected version (needs --reason).")] = False,
     reason: Annotated[Optional[str], typer.Option(help="Why; recorded in the audit log.")] = None,
     wait: WaitOption = False,
+    canary: Annotated[
+        bool, typer.Option("--canary", help="Serve it beside production under the canary label while the watch compares them.")
+    ] = False,
+    soak: Annotated[
+        Optional[str],
+        typer.Option(help="With --canary: how long it soaks before promotion, as a duration (30m, 2h; default monitoring.canary_soak)."),
+    ] = None,
 ) -> None:
     """Release a version to production: check, smoke-test, switch TF Serving, record.
 
-    With a Prefect server whose release deployment is served (`tfrelease serve` or a worker),
-    this starts a run of it and returns (--wait follows it); otherwise the release runs here.
+    With --canary, the version is loaded beside production with TF Serving's `canary` label
+    instead; the watch aborts it on a breach and promotes it after a clean soak. With a Prefect
+    server whose release deployment is served (`tfrelease serve` or a worker), this starts a run
+    of it and returns (--wait follows it); otherwise the release runs here.
     """
     settings = load_settings()
     name = model_name(settings, model)
     if force and not reason:
         errors.print("--force needs --reason: a forced release of a rejected version must say why", style="red")
         raise typer.Exit(2)
-    _run_release(settings, name, version, reason=reason or "released from the CLI", force=force, wait=wait)
+    if soak is not None and not canary:
+        errors.print("--soak goes with --canary: only a canary soaks", style="red")
+        raise typer.Exit(2)
+    if canary and force:
+        errors.print("--canary cannot be --force: a rejected version is never served as a canary", style="red")
+        raise typer.Exit(2)
+    soak_seconds = None
+    if soak is not None:
+        from core.settings import duration_seconds
+
+        try:
+            soak_seconds = duration_seconds(soak)
+        except ValueError as error:
+            errors.print(f"--soak: {error}", style="red", highlight=False)
+            raise typer.Exit(2) from None
+    _run_release(
+        settings, name, version, reason=reason or "released from the CLI", force=force, wait=wait,
+        canary=canary, soak_seconds=soak_seconds,
+    )
 
 
 def approve(

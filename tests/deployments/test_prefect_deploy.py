@@ -22,7 +22,7 @@ from tests.prefect_server import PrefectServer, start, stop
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PREFECT_FILE = REPO_ROOT / "deployments" / "prefect.yaml"
-EXPECTED = {"retrain/retrain-nightly-digits", "release/release", "rollback/rollback"}
+EXPECTED = {"retrain/retrain-nightly-digits", "watch/watch-digits", "release/release", "rollback/rollback"}
 
 
 def prefect_cli(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from deployments.schedule import build_deployments, nightly_name
+from deployments.schedule import build_deployments, nightly_name, watch_name
 
 UTC = timezone.utc
 
@@ -72,6 +72,26 @@ def test_one_nightly_deployment_per_model_plus_release_and_rollback(settings):
     # Their required parameters are supplied at run time: the schema says which.
     assert set(deployments["release"]._parameter_openapi_schema.required) == {"model", "version", "actor", "reason"}
     assert set(deployments["rollback"]._parameter_openapi_schema.required) == {"model", "actor", "reason"}
+
+
+def test_a_watch_deployment_every_minute_for_each_monitored_model_only(settings):
+    from core.settings import load_settings
+
+    monitored = {"monitoring": {"prometheus_url": "http://127.0.0.1:9090"}}
+    two_models = load_settings(home=settings.home, models={"digits": monitored, "letters": {}})
+    deployments = by_name(build_deployments(two_models))
+
+    assert watch_name("digits") == "watch-digits"
+    assert "watch-letters" not in deployments  # nothing to ask Prometheus about
+    watch = deployments["watch-digits"]
+    assert watch.flow_name == "watch"
+    assert watch.parameters == {"model": "digits"}
+    (schedule,) = watch.schedules
+    assert schedule.active
+    assert schedule.schedule.interval == timedelta(seconds=60)
+    # A watch still running when the next is due makes that one skip rather than pile up.
+    assert watch.concurrency_limit == 1
+    assert watch.concurrency_options.collision_strategy.value == "CANCEL_NEW"
 
 
 def test_default_nightly_runs_at_two_utc(settings):

@@ -10,7 +10,7 @@ import pytest
 
 from registry.store import RegistryStore
 from slackbot.payloads import ClickedMessage, SlackMessage
-from tasks.release import switch_to_version
+from tasks.promotion import switch_to_version
 from tests.flows.test_release_rollback import register_copy
 from tests.slack.standin import SlackStandin
 

@@ -24,7 +24,8 @@ from tasks.data import (
 )
 from tasks.evaluate import SmokeTestError, evaluate_version
 from tasks.integrity import VersionFilesError
-from tasks.release import check_release, smoke_test_version, switch_to_version
+from tasks.promotion import switch_to_version
+from tasks.release import check_release, smoke_test_version
 from tasks.rollback import RollbackRefused, rollback_model
 from tasks.serving_config import read_config
 from tasks.serving_reload import ServingReloadError

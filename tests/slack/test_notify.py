@@ -128,7 +128,7 @@ def test_approval_request_reaches_slack_with_metrics_reasons_and_buttons(slack_s
     actions = [b for b in blocks if b["type"] == "actions"]
     assert len(actions) == 1 and actions[0]["block_id"] == approval_block_id("digits", 3) == "approval:digits:3"
     by_id = buttons(blocks)
-    assert set(by_id) == {"approve", "reject"}
+    assert set(by_id) == {"approve", "approve_canary", "reject"}
     assert by_id["approve"]["style"] == "primary" and by_id["approve"]["text"]["text"] == "Approve"
     assert by_id["reject"]["style"] == "danger" and by_id["reject"]["text"]["text"] == "Reject"
     assert "confirm" not in by_id["approve"]

@@ -39,7 +39,8 @@ from slackbot.payloads import (
 from slackbot.posted import posted_message
 from tasks.comparison import Metrics
 from tasks.decide import Decision, Outcome
-from tasks.release import act_on_decision, switch_to_version
+from tasks.promotion import switch_to_version
+from tasks.release import act_on_decision
 from tasks.serving_config import read_config
 from tests.flows.test_release_rollback import register_copy
 from tests.slack.signed import click_payload, post_signed
