@@ -10,6 +10,8 @@ this module stays cheap to import for the rollback path.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,58 @@ def configure_prefect(settings: Settings) -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_TIMEOUT_SECONDS)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up notices
+
+
+# Runs beside a temporary server: when the process that started the server is gone (killed,
+# so its atexit never ran), stop the server; when the server stops first, leave. Polls the
+# parent every half second; costs one idle interpreter (about 10 MB).
+_SERVER_WATCHDOG = """
+import os, signal, sys, time
+parent, server = int(sys.argv[1]), int(sys.argv[2])
+while os.getppid() == parent:
+    try:
+        os.kill(server, 0)
+    except ProcessLookupError:
+        sys.exit(0)
+    time.sleep(0.5)
+os.kill(server, signal.SIGTERM)
+for _ in range(50):
+    time.sleep(0.1)
+    try:
+        os.kill(server, 0)
+    except ProcessLookupError:
+        sys.exit(0)
+os.kill(server, signal.SIGKILL)
+"""
+
+
+_watched_servers: set[int] = set()  # server pids that have a watchdog already
+
+
+def start_temporary_server() -> str:
+    """Start Prefect's temporary server now, tied to this process, and return its API URL.
+
+    It is the same server a flow would start on first use without PREFECT_API_URL (Prefect's
+    ``SubprocessASGIServer()`` singleton), started early so that it can be tied: Prefect stops
+    it at exit, but a process killed with SIGKILL never reaches its exit hooks, and the
+    server (about 200 MB) would outlive it. A watchdog process stops it within a second of
+    this process's end, however it ends.
+
+    Raises:
+        RuntimeError: the server did not answer within PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.
+    """
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    server.start()
+    if server.server_process is not None and server.server_process.pid not in _watched_servers:
+        _watched_servers.add(server.server_process.pid)
+        subprocess.Popen(
+            [sys.executable, "-c", _SERVER_WATCHDOG, str(os.getpid()), str(server.server_process.pid)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C to the terminal's group stops the command, not its watchdog
+        )
+    return server.api_url
 
 
 def reachable_prefect_api(timeout_seconds: float = 2.0) -> str | None:

@@ -9,6 +9,7 @@ a non-zero exit code. Nothing here imports TensorFlow or Prefect (the listing co
 from __future__ import annotations
 
 import getpass
+import logging
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
@@ -99,3 +100,24 @@ def version_or_exit(store: RegistryStore, name: str, version: int) -> ModelVersi
     except RegistryError as error:
         errors.print(f"{error}", style="red", highlight=False)
         raise typer.Exit(1) from None
+
+
+class _NoTraceback(logging.Filter):
+    """Drops the traceback of a record on its way to the terminal, keeping its one-line message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # The flow run's log (Prefect's API handler, on the run's own logger) has already taken
+        # the record with its traceback: handlers of a logger run before those of its parents.
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def tracebacks_to_the_run_log_only() -> None:
+    """Keep Prefect's tracebacks off this terminal: a flow run that fails in this process logs
+    its trace to the run's log on the Prefect server (the UI shows it), and the command prints
+    one line saying why. Call after Prefect is imported (it sets up its logging then)."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler) and not any(isinstance(f, _NoTraceback) for f in handler.filters):
+            handler.addFilter(_NoTraceback())

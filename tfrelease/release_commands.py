@@ -22,6 +22,7 @@ from tfrelease.console import (
     load_settings,
     model_name,
     open_store,
+    tracebacks_to_the_run_log_only,
     version_or_exit,
 )
 
@@ -101,17 +102,21 @@ def _run_release(
     Raises:
         typer.Exit: code 1 when the release failed (nothing changed) or a followed run did not complete.
     """
-    from core.orchestrator import RELEASE, configure_prefect, reachable_prefect_api
+    from core.orchestrator import RELEASE, configure_prefect, reachable_prefect_api, start_temporary_server
 
     configure_prefect(settings)
     parameters: dict[str, Any] = {"model": name, "version": version, "actor": actor(), "reason": reason, "force": force}
     if canary:
         parameters.update(canary=True, soak_seconds=soak_seconds)
     what = f"{'canary release' if canary else 'release'} of {name} version {version}"
-    if launch(settings, reachable_prefect_api(), RELEASE, parameters, what, wait=wait):
+    url = reachable_prefect_api()
+    if launch(settings, url, RELEASE, parameters, what, wait=wait):
         return
+    if url is None:
+        start_temporary_server()
     from flows.release import release as release_flow
 
+    tracebacks_to_the_run_log_only()
     state = asyncio.run(release_flow(**parameters, return_state=True))
     if not state.is_completed():
         errors.print(f"{what} failed; nothing changed: {state.result(raise_on_failure=False)}", style="red", highlight=False)
@@ -275,6 +280,7 @@ def rollback(
         if url is not None:
             from flows.rollback import rollback as rollback_flow
 
+            tracebacks_to_the_run_log_only()
             state = asyncio.run(rollback_flow(**parameters, return_state=True))
             result = state.result()  # raises the flow's error, handled below; the flow told Slack
         else:

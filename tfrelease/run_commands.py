@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from core.settings import ConfigError
-from tfrelease.console import ModelOption, console, errors, load_settings, model_name
+from tfrelease.console import ModelOption, console, errors, load_settings, model_name, tracebacks_to_the_run_log_only
 
 
 class Corruption(str, Enum):
@@ -47,11 +47,14 @@ def retrain(model: ModelOption = None) -> None:
     """Run the nightly retrain once, now, and print its outcome."""
     settings = load_settings()
     name = model_name(settings, model)
-    from core.orchestrator import configure_prefect
+    from core.orchestrator import configure_prefect, reachable_prefect_api, start_temporary_server
 
     configure_prefect(settings)
+    if reachable_prefect_api() is None:
+        start_temporary_server()
     from flows.retrain import retrain as retrain_flow
 
+    tracebacks_to_the_run_log_only()
     state = asyncio.run(retrain_flow(model=name, return_state=True))
     if not state.is_completed():
         error = state.result(raise_on_failure=False)
