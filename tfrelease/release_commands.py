@@ -115,11 +115,15 @@ def _run_release(
     if url is None:
         start_temporary_server()
     from flows.release import release as release_flow
+    from registry.lifecycle import PRODUCTION
 
+    before = open_store(settings).get_alias(name, PRODUCTION)
     tracebacks_to_the_run_log_only()
     state = asyncio.run(release_flow(**parameters, return_state=True))
     if not state.is_completed():
-        errors.print(f"{what} failed; nothing changed: {state.result(raise_on_failure=False)}", style="red", highlight=False)
+        error = state.result(raise_on_failure=False)
+        changed = _what_changed(settings, name, before.version if before else None)
+        errors.print(f"{what} failed: {error}; {changed}", style="red", highlight=False)
         raise typer.Exit(1)
     console.print(state.result().summary, highlight=False)
 
@@ -185,8 +189,8 @@ def approve(
     if record.status.value not in {"pending_approval", "approved"}:
         errors.print(f"{name} version {version} is {record.status.value}, not awaiting approval; use `tfrelease release {version}`", style="red")
         raise typer.Exit(1)
-    if record.status.value == "pending_approval":
-        store.approve(name, version, actor=actor(), reason=reason)
+    # No separate "approved" write: the release records the human's decision (actor, reason) in
+    # its promotion, so a release that fails leaves the version exactly as it was.
     _run_release(settings, name, version, reason=reason, force=False, wait=wait)
 
 
@@ -233,6 +237,8 @@ def rollback(
     """
     settings = load_settings()
     name = model_name(settings, model)
+    from sqlalchemy.exc import SQLAlchemyError
+
     from registry.errors import RegistryError
     from registry.lifecycle import PREVIOUS, PRODUCTION
     from tasks.rollback import RollbackRefused, StaleRollback, rollback_model
@@ -297,4 +303,43 @@ def rollback(
         raise stale(leaving) from None
     except (RollbackRefused, RegistryError, ServingReloadError, ServingConfigError) as error:
         raise refuse(f"{error}") from None
+    except (OSError, SQLAlchemyError) as error:  # a full disk, a registry that went away
+        errors.print(f"rollback of {name} failed: {_one_line(error)}; {_what_changed(settings, name, leaving)}", style="red", highlight=False)
+        raise typer.Exit(1) from None
     console.print(f"{name} rolled back from version {result.from_version} to {result.to_version}; {settings.serving_config_path} updated")
+
+
+def _one_line(error: BaseException) -> str:
+    """``error`` as one line: SQLAlchemy's messages carry the statement and a link below the cause."""
+    text = str(getattr(error, "orig", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _what_changed(settings: Settings, model: str, production_before: int | None) -> str:
+    """After a failed switch, what is true now, read back rather than assumed: "nothing
+    changed" only when the registry still has ``production_before`` and ``models.config``
+    still says what the registry says; otherwise which of the two moved, and the repair."""
+    from registry.lifecycle import PRODUCTION
+    from registry.store import RegistryStore
+    from tasks.serving import served_models
+    from tasks.serving_config import read_config
+
+    try:
+        store = RegistryStore.open(settings.registry_url)
+        production = store.get_alias(model, PRODUCTION)
+        in_step = read_config(settings.serving_config_path) == served_models(store, settings.model_store)
+    except Exception as error:  # the registry or the file cannot be read back either
+        return f"what changed cannot be read back ({_one_line(error)}); check with `tfrelease doctor` once it can"
+    now = production.version if production else None
+    if now == production_before and in_step:
+        still = f"production is still v{production_before}" if production_before else "has no production version"
+        return f"nothing changed ({model} {still})"
+    moved = (
+        f"the registry has {model} production at {_shown(now)}" if now != production_before
+        else f"the registry still has {_shown(production_before)}"
+    )
+    return f"{moved}, and models.config {'agrees' if in_step else 'disagrees'}; `tfrelease doctor --fix` puts serving back in step with the registry"
+
+
+def _shown(version: int | None) -> str:
+    return "no version" if version is None else f"v{version}"

@@ -40,7 +40,7 @@ def test_release_of_a_missing_version_prints_one_line_and_logs_the_trace_to_the_
     assert result.returncode == 1, result.stdout + result.stderr
     output = result.stdout + result.stderr
     assert "Traceback" not in output, output
-    assert "release of digits version 999 failed; nothing changed: model 'digits' has no version 999" in output
+    assert "release of digits version 999 failed: model 'digits' has no version 999; nothing changed (digits has no production version)" in output
 
     logs = asyncio.run(run_logs(api_url, "release"))
     assert any("Traceback" in message and "VersionNotFound" in message for message in logs), logs
