@@ -31,6 +31,7 @@ from tasks.evaluate import evaluate_version_task
 from tasks.register import Lineage, register_candidate_task
 from tasks.release import act_on_decision_task
 from tasks.report import NightReport, publish_report_task
+from tasks.resume import finish_interrupted_task, untrained_batches
 from tasks.train import train_model_task
 from tasks.validate import screen_batches_task
 
@@ -45,10 +46,12 @@ def _night_failed(
 async def retrain(model: str = "digits") -> NightReport:
     """Retrain ``model`` on all accepted data and decide whether it replaces production.
 
-    Ends Completed with outcome ``no_new_data`` when no batch arrived, and Failed (raising
-    ``DataValidationError``) when a new batch breaks the data contract: that batch is
-    quarantined with its report, and nothing is trained, registered or served. Fails with
-    ``RetrainInProgress``, changing nothing, while another retrain of ``model`` runs.
+    First finishes what an interrupted run of ``model`` left (see ``tasks.resume``). Ends
+    Completed with outcome ``no_new_data`` when no batch arrived and none accepted earlier was
+    left untrained, and Failed (raising ``DataValidationError``) when a new batch breaks the
+    data contract: that batch is quarantined with its report, and nothing is trained,
+    registered or served. Fails with ``RetrainInProgress``, changing nothing, while another
+    retrain of ``model`` runs.
     """
     settings = get_settings()
     config = settings.model(model)
@@ -58,13 +61,20 @@ async def retrain(model: str = "digits") -> NightReport:
 
     # One retrain of a model at a time: a second one (say, a manual run beside the nightly) stops here.
     with hold_for_retrain(folders, model):
-        # 1. New data, checked against the data contract.
+        # 0. What an interrupted run left: its candidate's decision, its promotion's write-up.
+        finished = finish_interrupted_task(store, settings, model, flow_run_id, decision_announcer(settings))
+
+        # 1. New data, checked against the data contract; batches an interrupted run accepted but
+        #    never trained on are new data too.
         incoming = collect_incoming_task(folders, bundled=config.source == "digits")
-        if not incoming:
-            report = NightReport(model=model, outcome="no_new_data", summary=f"{model}: no new data in {folders.incoming}; nothing trained")
+        if incoming:
+            screen_batches_task(incoming, suite_path(config.suite), folders)
+        elif not untrained_batches(store, model, list_batches(folders.accepted)):
+            summary = f"{model}: no new data in {folders.incoming}; nothing trained"
+            report = NightReport(model=model, outcome="no_new_data", summary="\n".join(filter(None, [finished, summary])))
             publish_report_task(report)
+            print(report.summary)
             return report
-        screen_batches_task(incoming, suite_path(config.suite), folders)
 
         # 2. A candidate trained on every accepted batch.
         holdout_path = config.holdout_path or ensure_bundled_holdout(folders)
@@ -88,6 +98,7 @@ async def retrain(model: str = "digits") -> NightReport:
         candidate_metrics = Metrics.model_validate(candidate.metrics)
         decision = decide(candidate_metrics, baseline_metrics, config.policy)
         summary = act_on_decision_task(store, settings, candidate, decision, flow_run_id, decision_announcer(settings))
+        summary = "\n".join(filter(None, [finished, summary]))
 
         report = NightReport(
             model=model,
