@@ -44,13 +44,17 @@ class VersionConflict(RegistryError):
 class ModelLocked(RegistryError):
     """Another release or rollback of the model holds its lock; nothing was changed."""
 
-    def __init__(self, model: str, holder: str, purpose: str, since: str, waited_seconds: float) -> None:
+    def __init__(
+        self, model: str, holder: str, purpose: str, since: str, waited_seconds: float, host: str | None = None
+    ) -> None:
+        where = f" on host {host}" if host else ""  # None: a lease taken before the registry recorded hosts
         super().__init__(
-            f"model {model!r} is locked by {holder} ({purpose}) since {since}; "
+            f"model {model!r} is locked by {holder}{where} ({purpose}) since {since}; "
             f"gave up after waiting {waited_seconds:.0f} s — try again when it finishes"
         )
         self.model = model
         self.holder = holder
+        self.host = host
 
 
 class CanaryRunning(RegistryError):

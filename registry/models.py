@@ -110,7 +110,8 @@ class ModelVersionBase(SQLModel):
     path: str | None = Field(default=None, description="The SavedModel folder, <model_store>/<model>/<version>.")
     saved_model_sha256: str | None = None
     files_sha256: str | None = Field(
-        default=None, description="sha256 over every file of the version but assets.extra/ (weights included)."
+        default=None,
+        description="sha256 over every file of the version but its model card (weights and warm-up included; 'v2:' prefix).",
     )
     metrics: dict[str, Any] | None = Field(
         default=None, sa_type=JSON, description="Held-out metrics of the SavedModel."
@@ -198,20 +199,41 @@ class AuditEventRecord(AuditEventBase):
     id: int
 
 
-class ModelLock(RegistryTable, table=True):
+class ModelLockBase(SQLModel):
+    model_name: str
+    holder: str = Field(description="Who holds it: actor and flow run or process, with a unique suffix.")
+    purpose: str = Field(description="What it is held for, e.g. 'release of version 3'.")
+    acquired_at: datetime
+    expires_at: datetime = Field(description="When another holder may take it over; the holder's heartbeat moves it on.")
+    host: str | None = Field(default=None, description="Host name of the holder's process; None in rows older than migration 0006.")
+    pid: int | None = Field(default=None, description="The holder's process id on ``host``.")
+    process_started: int | None = Field(
+        default=None,
+        sa_type=sa.BigInteger,  # clock ticks since boot pass 2**31 after about 250 days up at 100 Hz
+        description="The holder's start time in clock ticks since boot (field 22 of /proc/<pid>/stat), so that "
+        "a reused pid is not taken for the holder; None where /proc is missing.",
+    )
+
+
+class ModelLock(ModelLockBase, RegistryTable, table=True):
     """A lease on one model's serving switch: releases and rollbacks of a model never interleave.
 
-    The primary key makes taking the lease a single INSERT that at most one process wins; the
-    lease expires so that a holder killed mid-switch does not block the model forever.
+    The primary key makes taking the lease a single INSERT that at most one process wins. The
+    holder's process (host, pid, start time) is recorded so that a holder that died can be
+    replaced at once; the lease also expires unless its holder renews it, for a holder this
+    machine cannot see.
     """
 
     __tablename__ = "model_lock"
 
     model_name: str = Field(primary_key=True)
-    holder: str = Field(description="Who holds it: actor and flow run or process.")
-    purpose: str = Field(description="What it is held for, e.g. 'release of version 3'.")
-    acquired_at: datetime
-    expires_at: datetime
+
+
+class LockRecord(ModelLockBase):
+    """A model lock as read from the registry, held or left behind by a holder that is gone
+    (``model_name`` is a model, or ``"*models.config*"``, the lock of TF Serving's config file)."""
+
+    model_config = ConfigDict(frozen=True)
 
 
 class PostedMessageBase(SQLModel):

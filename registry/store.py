@@ -18,7 +18,7 @@ The methods live with their job and are combined here:
 - :mod:`registry.canaries`: ``start_canary``, ``get_canary``, ``abort_canary``;
 - :mod:`registry.reads`: ``get_version``, ``list_versions``, ``get_alias``, ``list_models``,
   ``list_events``;
-- :mod:`registry.leases`: ``model_lock``;
+- :mod:`registry.leases`: ``model_lock`` (with a heartbeat; a dead holder is taken over at once), ``list_locks``, ``release_lock``;
 - :mod:`registry.posted_messages`: ``record_posted_message``, ``get_posted_message``;
 - :mod:`registry.monitor_alarms`: ``raise_alarm``, ``clear_alarm``, ``get_alarm``;
 - :mod:`registry.transactions`: ``engine``, ``close`` and the transaction each call runs in.

@@ -13,6 +13,12 @@ shows that no retrain is running, and then it is repaired at once.
 Anything else (a SavedModel whose bytes changed, a version whose folder vanished) is
 reported for a human: re-release or roll back.
 
+It also lists the registry's leases (model locks, the ``models.config`` lock) that protect
+nothing any more: their holder's process is gone, or they expired without being released
+(``registry.leases.stale_reason``). Releasing one is safe: the next switch of that model would
+take it over anyway; a lease whose holder is alive (or on another host and not expired) is
+not drift.
+
 Plain module (no TensorFlow, no Prefect): it runs on the CLI's fast path.
 """
 
@@ -28,6 +34,7 @@ from functools import partial
 from pathlib import Path
 
 from registry.errors import RegistryError
+from registry.leases import stale_reason
 from registry.lifecycle import PREVIOUS
 from registry.store import RegistryStore
 from tasks.drift import (
@@ -36,6 +43,7 @@ from tasks.drift import (
     RETRAIN_HOLDER,
     RETRAIN_LOCK,
     Drift,
+    DriftKind,
     RepairAction,
     RetrainLock,
     RetrainState,
@@ -64,12 +72,13 @@ def find_drift(
     registering_timeout: timedelta = DEFAULT_REGISTERING_TIMEOUT,
     data_dir: Callable[[str], Path] | None = None,
 ) -> list[Drift]:
-    """Every disagreement between the registry, ``model_store`` and ``config_path``.
+    """Every disagreement between the registry, ``model_store`` and ``config_path``, and every
+    stale lease in the registry.
 
     Reads only (sha256 of each version's saved_model.pb included); changes nothing. Models
     are those in the registry plus every non-hidden folder of ``model_store``. ``now``
     (timezone-aware, default the current UTC time) is compared with registry timestamps
-    and folder modification times.
+    (a lease's expiry included) and folder modification times.
 
     ``data_dir`` gives a model's data folder (``Settings.data_dir``), whose retrain lock
     :func:`retrain_lock` probes for a model with a ``registering`` row or a staging folder,
@@ -105,7 +114,37 @@ def find_drift(
             retrain=None if data_dir is None else partial(_probe, data_dir, model),
         )
     drifts += check_serving_config(store, model_store, config_path, set(known), intact)
+    drifts += stale_leases(store, now)
     return sorted(drifts, key=lambda d: (d.model, -1 if d.version is None else d.version, d.kind.value))
+
+
+def stale_leases(store: RegistryStore, now: datetime) -> list[Drift]:
+    """One safe drift per lease in the registry that protects nothing any more at ``now``:
+    its holder's process is gone, or it expired without being released (``stale_reason``).
+
+    Raises:
+        sqlalchemy.exc.OperationalError: the registry cannot be reached.
+    """
+    drifts = []
+    for lock in store.list_locks():
+        reason = stale_reason(lock, now)
+        if reason is None:
+            continue
+        where = f" on host {lock.host}" if lock.host else ""
+        drifts.append(
+            Drift(
+                DriftKind.STALE_LEASE,
+                lock.model_name,
+                None,
+                f"the lock held by {lock.holder}{where} for {lock.purpose} since "
+                f"{lock.acquired_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC was never released: {reason}",
+                "release it (the next release or rollback would take it over anyway)",
+                safe=True,
+                action=RepairAction.RELEASE_LEASE,
+                lease_holder=lock.holder,
+            )
+        )
+    return drifts
 
 
 def retrain_lock(folder: Path) -> RetrainLock:
@@ -168,7 +207,9 @@ def repair(
     Order: registry changes first (the registry refuses atomically a version whose state
     moved on since ``find_drift``; such a drift is skipped and said so), then folders, then
     one rewrite of ``models.config`` from the registry. Registry changes go through
-    :class:`RegistryStore` only, with ``actor`` in their audit events.
+    :class:`RegistryStore` only, with ``actor`` in their audit events; releasing a stale lease
+    writes none (a lease is no version's state), and one its holder no longer holds (released,
+    or taken over since the check) is skipped and said so.
 
     Returns:
         One line per action taken or skipped, in the order done.
@@ -190,6 +231,13 @@ def repair(
             continue
         if drift.action is RepairAction.SYNC_SERVING_CONFIG:
             sync = True  # the file is rewritten as a whole, once, after everything else
+            continue
+        if drift.action is RepairAction.RELEASE_LEASE:
+            assert drift.lease_holder is not None
+            if store.release_lock(drift.model, drift.lease_holder):
+                done.append(f"released the lock of {drift.model} held by {drift.lease_holder}")
+            else:
+                done.append(f"skipped the lock of {drift.model}: {drift.lease_holder} no longer holds it")
             continue
         if drift.action in (RepairAction.MARK_FAILED, RepairAction.MARK_FAILED_AND_MOVE_ASIDE):
             assert drift.version is not None

@@ -1,9 +1,10 @@
 """What the doctor reports: the kinds of drift, the repair each proposes, the names it checks.
 
 A :class:`Drift` is one disagreement between the registry (the source of truth), the model
-store and TF Serving's ``models.config``. It is found by :mod:`tasks.model_store_drift` and
-:mod:`tasks.serving_drift`, gathered by ``tasks.doctor.find_drift`` and, when ``safe``,
-carried out by ``tasks.doctor.repair``. Plain data; no I/O.
+store and TF Serving's ``models.config``, or a lease in the registry that no process holds any
+more. It is found by :mod:`tasks.model_store_drift`, :mod:`tasks.serving_drift` and
+``tasks.doctor`` (leases), gathered by ``tasks.doctor.find_drift`` and, when ``safe``, carried
+out by ``tasks.doctor.repair``. Plain data; no I/O.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class DriftKind(StrEnum):
     CHECKSUM_MISMATCH = "checksum_mismatch"  # saved_model.pb changed or missing
     MISSING_FOLDER = "missing_folder"  # the registry says files exist; the folder does not
     SERVING_CONFIG = "serving_config"  # models.config differs from what the registry would serve
+    STALE_LEASE = "stale_lease"  # a model lock whose holder is gone, or that expired and was never released
 
 
 class RepairAction(StrEnum):
@@ -50,6 +52,7 @@ class RepairAction(StrEnum):
     DELETE_FOLDER = "delete_folder"
     MOVE_ASIDE = "move_aside"  # rename to <model>/.orphaned-<N>-<UTC time>
     SYNC_SERVING_CONFIG = "sync_serving_config"
+    RELEASE_LEASE = "release_lease"  # remove that holder's model_lock row (RegistryStore.release_lock)
 
 
 class RetrainState(StrEnum):
@@ -80,10 +83,13 @@ NOT_CHECKED = RetrainLock(RetrainState.UNKNOWN)
 class Drift:
     """One disagreement between the registry and the disk.
 
-    ``model`` is ``"*"`` when the whole ``models.config`` is unreadable; ``version`` is None
-    for drifts about a model's serving entry or a folder name that is no version. ``repair``
-    says in words what would fix it; ``action`` is what ``tasks.doctor.repair`` does when
-    ``safe``. ``path`` is the folder (or, for serving drifts, the config file) concerned, if any.
+    ``model`` is ``"*"`` when the whole ``models.config`` is unreadable, and the lock's name
+    for a stale lease (``"*models.config*"`` for the lock of that file, ``tasks.serving.CONFIG_LOCK``);
+    ``version`` is None for drifts about a model's serving entry or lock, or a folder name that
+    is no version. ``repair`` says in words what would fix it; ``action`` is what
+    ``tasks.doctor.repair`` does when ``safe``. ``path`` is the folder (or, for serving drifts,
+    the config file) concerned, if any; ``lease_holder`` is, for a stale lease, its holder as the
+    registry names it (what ``repair`` releases, and only that holder's lease).
     """
 
     kind: DriftKind
@@ -94,6 +100,7 @@ class Drift:
     safe: bool
     action: RepairAction = RepairAction.NONE
     path: Path | None = None
+    lease_holder: str | None = None
 
     def __str__(self) -> str:
         """One line for a person: kind, model and version, what is wrong, the repair and its verdict."""
