@@ -28,6 +28,7 @@ from tasks.data import (
 )
 from tasks.decide import decide
 from tasks.evaluate import evaluate_version_task
+from tasks.integrity import check_version_files
 from tasks.register import Lineage, register_candidate_task
 from tasks.release import act_on_decision_task
 from tasks.report import NightReport, publish_report_task
@@ -83,9 +84,12 @@ async def retrain(model: str = "digits") -> NightReport:
         features, labels = load_training_set_task(training_batches, feature_columns, config.label_column)
         trained = train_model_task(features, labels, config.training, config.num_classes, config.input_name)
 
-        # 3. The baseline: today's production model, scored from its SavedModel on the same held-out set.
+        # 3. The baseline: today's production model, its files checked against their recorded
+        #    sha256, scored from its SavedModel on the same held-out set.
         baseline = store.get_alias(model, PRODUCTION)
         holdout = (holdout_features, holdout_labels)
+        if baseline is not None:
+            check_version_files(baseline)
         baseline_metrics = evaluate_version_task(Path(baseline.path), holdout, config.input_name) if baseline else None
 
         # 4. The candidate becomes version N: exported atomically, scored from disk, registered.

@@ -90,8 +90,8 @@ class Registration(StoreBase):
     ) -> ModelVersionRecord:
         """Record the exported SavedModel, its metrics and lineage: ``registering -> registered``.
 
-        ``files_sha256`` (see ``tasks.checksum.tree_sha256``) covers every file of the
-        version but ``assets.extra/``; ``saved_model_sha256`` only the graph. Event ``registered``.
+        ``files_sha256`` (see ``tasks.checksum.files_digest``) covers every file of the
+        version but its model card; ``saved_model_sha256`` only the graph. Event ``registered``.
 
         Returns:
             The registered version.

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from registry.models import ModelVersionRecord
-from tasks.checksum import file_sha256, tree_sha256
+from tasks.checksum import file_sha256, files_unchanged
 
 
 class VersionFilesError(Exception):
@@ -18,8 +18,9 @@ def check_version_files(record: ModelVersionRecord) -> None:
 
     Complete: ``saved_model.pb`` and ``variables/variables.index`` with at least one
     ``variables.data-*`` shard (the files TF Serving's SavedModel loader opens). Unchanged:
-    the sha256 of ``saved_model.pb``, and of all files but ``assets.extra/`` when recorded,
-    equal the ones recorded at registration.
+    the sha256 of ``saved_model.pb``, and of all files but the model card (the warm-up
+    requests included; see ``tasks.checksum.files_digest``) when recorded, equal the ones
+    recorded at registration.
 
     Raises:
         VersionFilesError: anything is missing or the checksum differs.
@@ -42,5 +43,7 @@ def check_version_files(record: ModelVersionRecord) -> None:
             f"{name}: {saved_model} changed since registration "
             f"(sha256 {digest[:12]}…, registered {str(record.saved_model_sha256)[:12]}…)"
         )
-    if record.files_sha256 is not None and tree_sha256(folder) != record.files_sha256:
-        raise VersionFilesError(f"{name}: files under {folder} (the weights or graph) changed since registration")
+    if record.files_sha256 is not None and not files_unchanged(folder, record.files_sha256):
+        raise VersionFilesError(
+            f"{name}: files under {folder} (the weights, graph or warm-up requests) changed since registration"
+        )

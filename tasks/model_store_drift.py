@@ -22,7 +22,7 @@ from pathlib import Path
 
 from registry.lifecycle import HAS_FILES
 from registry.models import ModelVersionRecord, VersionStatus
-from tasks.checksum import file_sha256, tree_sha256
+from tasks.checksum import file_sha256, files_unchanged
 from tasks.drift import (
     FAILED_BY_DOCTOR,
     NOT_CHECKED,
@@ -295,7 +295,7 @@ def _check_files(row: ModelVersionRecord, folder: Path | None, expected: Path, *
         digest = file_sha256(saved_model)
         if digest != row.saved_model_sha256:
             found = f"sha256 {digest[:12]}…, registry {str(row.saved_model_sha256)[:12]}…"
-        elif row.files_sha256 is not None and tree_sha256(folder) != row.files_sha256:
+        elif row.files_sha256 is not None and not files_unchanged(folder, row.files_sha256):
             found = "intact, but other files (the weights) changed"
         else:
             return None

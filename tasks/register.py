@@ -19,7 +19,7 @@ import numpy as np
 from core.settings import ModelSettings
 from registry.models import ModelVersionRecord
 from registry.store import RegistryStore
-from tasks.checksum import tree_sha256
+from tasks.checksum import files_digest
 from tasks.comparison import Metrics
 from tasks.evaluate import evaluate_version
 from tasks.export import export_saved_model, version_dir
@@ -105,7 +105,7 @@ def register_candidate(
         digest = export_saved_model(
             trained, target, config.input_name, warmup_features=holdout[0][:DEFAULT_BATCH_ROWS], model_name=model
         )
-        files_digest = tree_sha256(target)
+        files_recorded = files_digest(target)
         metrics = evaluate_version(target, holdout, config.input_name)
     except Exception as error:
         store.mark_failed(model, allocated.version, actor="policy", reason=f"export or evaluation failed: {error}", flow_run_id=flow_run_id)
@@ -115,7 +115,7 @@ def register_candidate(
         allocated.version,
         path=str(target),
         saved_model_sha256=digest,
-        files_sha256=files_digest,
+        files_sha256=files_recorded,
         metrics=metrics.model_dump(),
         hyperparameters=config.training.model_dump(),
         data_fingerprint=lineage.data_fingerprint,

@@ -275,7 +275,7 @@ def test_a_damaged_weights_file_is_refused_as_a_rollback_target(settings, export
     for shard in (settings.model_store / "digits" / str(v1) / "variables").glob("variables.data-*"):
         shard.write_bytes(b"")
     before = state_of(store, settings)
-    with pytest.raises(RollbackRefused, match="weights or graph"):
+    with pytest.raises(RollbackRefused, match="weights, graph or warm-up requests"):
         rollback_model(store, settings, "digits", actor="cli:alice", reason="test")
     assert state_of(store, settings) == before
 
