@@ -76,19 +76,27 @@ def monitor_rollback_message(
     figures that breached, one line each), the table of ``rows``, the PromQL ``queries`` in
     code blocks and a "Prometheus graph" link (when ``graph_url`` is given). No buttons: the
     version rolled back from is marked rolled_back; releasing it again is a human's call."""
-    title = f"{model}: monitoring rolled back v{from_version} to v{to_version}"
-    prefix = f"monitor_rollback:{model}:{from_version}"
+    return _breach_message(
+        f"monitor_rollback:{model}:{from_version}",
+        f"{model}: monitoring rolled back v{from_version} to v{to_version}",
+        f"v{to_version} is in production again; v{from_version} is rolled back.",
+        MONITOR_ACTOR, reasons, rows, queries, graph_url, run,
+    )
+
+
+def _breach_message(
+    prefix: str, title: str, what: str, actor: str, reasons: Sequence[str], rows: Sequence[Row],
+    queries: Mapping[str, str], graph_url: str | None, run: FlowRunRef | None,
+) -> SlackMessage:
+    """What a breach led to (``what``, by ``actor``), then why and the evidence: the shape shared
+    by an automatic rollback and an aborted canary."""
     blocks: list[Block] = [
         header(f"{prefix}:header", title),
-        section(
-            f"{prefix}:what",
-            f"v{to_version} is in production again; v{from_version} is rolled back.\n"
-            f"*By* {mention(MONITOR_ACTOR)}{in_run(run)}",
-        ),
+        section(f"{prefix}:what", f"{what}\n*By* {mention(actor)}{in_run(run)}"),
         _reasons_block(f"{prefix}:reasons", "Why", reasons),
         *_evidence_blocks(prefix, rows, queries, graph_url, run),
     ]
-    return SlackMessage(text=_fallback(f"{title} (by {MONITOR_ACTOR})", reasons), blocks=to_dicts(blocks))
+    return SlackMessage(text=_fallback(f"{title} (by {mention(actor)})", reasons), blocks=to_dicts(blocks))
 
 
 def monitoring_blind_message(
@@ -175,19 +183,12 @@ def canary_aborted_message(
     """The canary ``version`` was aborted (by ``actor``, usually ``monitor``): production never
     changed from ``production_version``. The ``reasons``, the table of ``rows``, the PromQL
     ``queries``, a "Prometheus graph" link and the run, as in :func:`monitor_rollback_message`."""
-    title = f"{model} v{version} canary aborted; production stays on v{production_version}"
-    prefix = f"canary_aborted:{model}:{version}"
-    blocks: list[Block] = [
-        header(f"{prefix}:header", title),
-        section(
-            f"{prefix}:what",
-            f"v{version} no longer gets canary traffic; production v{production_version} never changed.\n"
-            f"*By* {mention(actor)}{in_run(run)}",
-        ),
-        _reasons_block(f"{prefix}:reasons", "Why", reasons),
-        *_evidence_blocks(prefix, rows, queries, graph_url, run),
-    ]
-    return SlackMessage(text=_fallback(f"{title} (by {mention(actor)})", reasons), blocks=to_dicts(blocks))
+    return _breach_message(
+        f"canary_aborted:{model}:{version}",
+        f"{model} v{version} canary aborted; production stays on v{production_version}",
+        f"v{version} no longer gets canary traffic; production v{production_version} never changed.",
+        actor, reasons, rows, queries, graph_url, run,
+    )
 
 
 def canary_promoted_message(
