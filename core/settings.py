@@ -363,6 +363,12 @@ class SlackSettings(_Strict):
         default=None,
         description="Id of a Slack user group (S...) whose members may act on every model; read with usergroups.users.list.",
     )
+    approver_group_ttl_seconds: float = Field(
+        default=60.0,
+        ge=0.0,
+        le=3600.0,
+        description="How long the receiver keeps approver_group's members before reading them again (0: on every click).",
+    )
 
     @property
     def enabled(self) -> bool:

@@ -2,8 +2,14 @@
 
 Run it with ``tfrelease slack-app`` (:func:`serve`): HTTP on ``slack.host:slack.port`` at
 ``/slack/events`` (Slack's interactivity request URL, behind HTTPS), or Socket Mode when
-``slack.app_token`` is set. Bolt verifies every HTTP request's signature and answers 401 to
-a bad one or to one older than 5 minutes.
+``slack.app_token`` is set.
+
+What an HTTP request goes through (:class:`EventsEndpoint`, then Bolt): a body over
+:data:`MAX_BODY_BYTES` gets 413 unread; a bad signature, or one older than 5 minutes, 401
+before anything is parsed (one WARNING line, never an ERROR: a stranger's junk is not our
+fault); a signed body that does not parse, or a ``block_actions`` payload that is not a click
+(no user, channel, message ts, or action; :class:`RefuseMalformedClicks`), 400 with the reason.
+No answer ever carries a traceback.
 
 Every listener acknowledges first and then makes one call into a plain function of
 ``slackbot.receiver`` (``handle_approve``, ``handle_approve_canary``, ``handle_reject``,
@@ -17,20 +23,28 @@ listeners exist for FaaS, where nothing may run after the answer; they are not n
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from slack_bolt import Ack, App, BoltResponse
-from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
+from slack_bolt.adapter.wsgi.http_response import WsgiHttpResponse
+from slack_bolt.middleware import Middleware
 from slack_bolt.request import BoltRequest
 from slack_sdk import WebClient
+from slack_sdk.signature import SignatureVerifier
+
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse, WSGIEnvironment
 
 from core.settings import ConfigError, Settings
 from slackbot.payloads import APPROVE_ACTION_ID, APPROVE_CANARY_ACTION_ID, REJECT_ACTION_ID, ROLLBACK_ACTION_ID
 from slackbot.receiver import (
+    Click,
     FlowLoaders,
+    MalformedClick,
     Receiver,
     handle_approve,
     handle_approve_canary,
@@ -42,27 +56,62 @@ from slackbot.receiver import (
 logger = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
+# A click's payload carries the clicked message; ours stay within Slack's limits (50 blocks,
+# 3,000 characters a text), far below this even URL-encoded. Anything bigger is not Slack.
+MAX_BODY_BYTES = 512 * 1024
+
+# Class-based middlewares: Bolt builds a function middleware's arguments from the payload
+# first (``body["actions"][0]`` among them), which raises on ``"actions": []`` before the
+# function can refuse it.
 
 
-def ignore_retries(req: BoltRequest, next: Callable[[], BoltResponse]) -> BoltResponse:  # noqa: A002 (Bolt's name)
-    """Global middleware: answer Slack's retries (``X-Slack-Retry-Num``) 200 and run nothing.
+class RefuseMalformedClicks(Middleware):
+    """Answer 400, with the reason, to a ``block_actions`` payload that is not a click on a
+    message button (see ``slackbot.receiver.MalformedClick``); a listener would fail on it,
+    after its acknowledgement, where no one could be told. Runs after Bolt's signature check."""
+
+    def process(self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]) -> BoltResponse:  # noqa: A002 (Bolt's name)
+        if req.body.get("type") == "block_actions":
+            try:
+                Click.from_body(req.body)
+            except MalformedClick as error:
+                logger.warning("refused a malformed click: %s", error)
+                return BoltResponse(status=400, body=f"tfrelease refused this request: malformed click ({error})")
+        return next()
+
+
+class IgnoreRetries(Middleware):
+    """Answer Slack's retries (``X-Slack-Retry-Num``) 200 and run nothing.
 
     The first delivery was (or is being) handled; running a retry would act twice. It runs
     after Bolt's signature check, so a forged retry still gets 401.
     """
-    retry = req.headers.get("x-slack-retry-num")
-    if retry:
-        reason = (req.headers.get("x-slack-retry-reason") or ["unknown"])[0]
-        logger.info("ignored Slack retry %s (%s)", retry[0], reason)
-        return BoltResponse(status=200, body="")
-    return next()
+
+    def process(self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]) -> BoltResponse:  # noqa: A002 (Bolt's name)
+        retry = req.headers.get("x-slack-retry-num")
+        if retry:
+            reason = (req.headers.get("x-slack-retry-reason") or ["unknown"])[0]
+            logger.info("ignored Slack retry %s (%s)", retry[0], reason)
+            return BoltResponse(status=200, body="")
+        return next()
+
+
+class ReceiverApp(App):
+    """Bolt's App, keeping its signing secret where :class:`EventsEndpoint` can check a request
+    before Bolt parses it (Bolt keeps its own copy private)."""
+
+    def __init__(self, *, signing_secret: str, **kwargs: Any) -> None:
+        super().__init__(signing_secret=signing_secret, **kwargs)
+        self.signing_secret = signing_secret
 
 
 def register(app: App, settings: Settings, *, flows: FlowLoaders, use_prefect: bool | None = None) -> Receiver:
-    """Wire the ``approve``, ``approve_canary``, ``reject`` and ``rollback`` buttons and the
-    retry filter into ``app``; return the ``slackbot.receiver.Receiver`` the handlers share."""
+    """Wire the ``approve``, ``approve_canary``, ``reject`` and ``rollback`` buttons, the
+    malformed-click refusal and the retry filter into ``app``; return the
+    ``slackbot.receiver.Receiver`` the handlers share."""
     receiver = Receiver(settings=settings, client=app.client, flows=flows, use_prefect=use_prefect)
-    app.use(ignore_retries)
+    app.use(RefuseMalformedClicks())
+    app.use(IgnoreRetries())
 
     @app.action(APPROVE_ACTION_ID)
     def approve(ack: Ack, body: dict[str, Any]) -> None:
@@ -89,7 +138,7 @@ def register(app: App, settings: Settings, *, flows: FlowLoaders, use_prefect: b
 
 def build_app(
     settings: Settings, *, flows: FlowLoaders, use_prefect: bool | None = None, verify_token: bool = False
-) -> App:
+) -> ReceiverApp:
     """A Bolt app for ``settings.slack`` with the handlers registered (see :func:`register`).
 
     Calls Slack only when ``verify_token`` (auth.test now, to fail fast on a bad token);
@@ -111,7 +160,7 @@ def build_app(
         base_url=slack.api_base_url,
         timeout=slack.timeout_seconds,  # type: ignore[arg-type]  # urllib takes a float
     )
-    app = App(
+    app = ReceiverApp(
         name="tfrelease",
         client=client,
         # Socket Mode requests are not signed; "" (not None) keeps Bolt from reading SLACK_SIGNING_SECRET.
@@ -123,6 +172,69 @@ def build_app(
     return app
 
 
+class EventsEndpoint:
+    """The WSGI app answering Slack at ``path``, in front of Bolt (404 elsewhere, 405 to
+    anything but POST there).
+
+    Reads at most ``max_body_bytes`` (413 above, from Content-Length, before reading), checks
+    the signature with slack_sdk's ``SignatureVerifier`` (Bolt's own check) on the raw bytes
+    (401, one WARNING line), and only then lets Bolt parse the body (400 when it cannot: not
+    UTF-8, not JSON, not an object). Bolt checks the signature again (one more HMAC).
+
+    Raises:
+        ConfigError: ``app`` has no signing secret (it was built for Socket Mode only).
+    """
+
+    def __init__(self, app: ReceiverApp, path: str = EVENTS_PATH, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+        if not app.signing_secret:
+            raise ConfigError("the Slack receiver needs slack.signing_secret to answer HTTP requests")
+        self.app = app
+        self.path = path
+        self.max_body_bytes = max_body_bytes
+        self.verifier = SignatureVerifier(app.signing_secret)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        response = self.answer(environ)
+        start_response(response.status, response.get_headers())
+        return response.get_body()
+
+    def answer(self, environ: WSGIEnvironment) -> WsgiHttpResponse:
+        """The response to one request (never raises for anything the client sent)."""
+        request = WsgiHttpRequest(environ)
+        if request.path != self.path:
+            return _text(404, "Not Found")
+        if request.method != "POST":
+            return _text(405, "Method Not Allowed")
+        client = environ.get("REMOTE_ADDR", "?")
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return _text(400, "Bad Request: invalid Content-Length")
+        if length > self.max_body_bytes or length < 0:
+            logger.warning("refused a %s-byte request from %s: over %s bytes", length, client, self.max_body_bytes)
+            return _text(413, f"Payload Too Large: at most {self.max_body_bytes} bytes")
+        raw = environ["wsgi.input"].read(length) if length else b""
+        headers = request.get_headers()
+        try:
+            signed = self.verifier.is_valid_request(raw, headers)  # type: ignore[arg-type]  # str values
+        except ValueError:  # a timestamp that is not a number
+            signed = False
+        if not signed:
+            logger.warning("refused a request from %s with a missing, bad or expired Slack signature (%s bytes)", client, len(raw))
+            return _text(401, "Unauthorized: invalid Slack signature")
+        try:
+            bolt_request = BoltRequest(body=raw.decode("utf-8"), query=request.query_string, headers=headers)
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError) as error:  # Bolt's parsing of a body that is not a payload
+            logger.warning("refused a signed request from %s that does not parse: %s: %s", client, type(error).__name__, error)
+            return _text(400, "Bad Request: the body is not a Slack payload")
+        bolt_response = self.app.dispatch(bolt_request)
+        return WsgiHttpResponse(status=bolt_response.status, headers=bolt_response.headers, body=bolt_response.body)
+
+
+def _text(status: int, body: str) -> WsgiHttpResponse:
+    return WsgiHttpResponse(status=status, headers={"content-type": ["text/plain;charset=utf-8"]}, body=body)
+
+
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True  # a slow client never holds up another click or shutdown
 
@@ -132,12 +244,10 @@ class _QuietRequestHandler(WSGIRequestHandler):
         logger.debug("%s - %s", self.address_string(), format % args)
 
 
-def make_http_server(app: App, host: str, port: int) -> WSGIServer:
-    """A threaded HTTP server answering Slack at ``/slack/events`` (404 elsewhere); not yet
-    serving. ``port`` 0 picks a free port (see ``server.server_port``)."""
-    return make_server(
-        host, port, SlackRequestHandler(app, path=EVENTS_PATH), server_class=_ThreadingWSGIServer, handler_class=_QuietRequestHandler
-    )
+def make_http_server(app: ReceiverApp, host: str, port: int) -> WSGIServer:
+    """A threaded HTTP server answering Slack at ``/slack/events`` through :class:`EventsEndpoint`
+    (404 elsewhere); not yet serving. ``port`` 0 picks a free port (see ``server.server_port``)."""
+    return make_server(host, port, EventsEndpoint(app), server_class=_ThreadingWSGIServer, handler_class=_QuietRequestHandler)
 
 
 def serve(settings: Settings, flows: FlowLoaders) -> None:

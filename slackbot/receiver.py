@@ -20,11 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from pydantic import ValidationError
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -54,26 +58,65 @@ FlowLoaders = Mapping[str, Callable[[], Any]]
 """Deployment name (``release/release``) -> a function returning its Prefect flow."""
 
 
+class MalformedClick(ValueError):
+    """A ``block_actions`` payload lacking what a click needs: a user, a channel, the clicked
+    message's ``ts``, one action with an ``action_id`` and a ``value``."""
+
+
+def _text(body: Any, *path: str) -> str:
+    """The non-empty string at ``path`` in ``body``.
+
+    Raises:
+        MalformedClick: a step of ``path`` is missing or not an object, or the value is not a
+            non-empty string.
+    """
+    value = body
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            raise MalformedClick(f"no {'.'.join(path)}")
+        value = value[key]
+    if not isinstance(value, str) or not value:
+        raise MalformedClick(f"{'.'.join(path)} is not a non-empty string")
+    return value
+
+
 @dataclass(frozen=True)
 class Click:
     """One button click, taken from a ``block_actions`` payload."""
 
     user: str  # Slack user id (U…)
     channel: str  # id of the channel holding the clicked message
+    channel_name: str | None  # its name without "#", as Slack sent it (None in a DM)
     message_ts: str
+    action: str  # the button's action_id
     value: str  # the button's value: ActionValue or RollbackValue JSON
     message: SlackMessage  # the clicked message as Slack sent it: the base of every update
 
     @classmethod
-    def from_body(cls, body: dict[str, Any]) -> Click:
-        """Raises KeyError, IndexError: ``body`` is not a click on a message button."""
-        message = body.get("message") or {}
+    def from_body(cls, body: Any) -> Click:
+        """The click in a ``block_actions`` payload.
+
+        Raises:
+            MalformedClick: ``body`` is not a click on a message button (see there).
+        """
+        actions = body.get("actions") if isinstance(body, dict) else None
+        if not isinstance(actions, list) or not actions:
+            raise MalformedClick("no actions")
+        message = body.get("message") if isinstance(body.get("message"), dict) else {}
+        channel = body.get("channel")
+        channel_name = channel.get("name") if isinstance(channel, dict) else None
+        try:
+            slack_message = SlackMessage(text=message.get("text", ""), blocks=message.get("blocks", []))
+        except ValidationError as error:
+            raise MalformedClick(f"message is not a Slack message ({error.error_count()} errors)") from None
         return cls(
-            user=body["user"]["id"],
-            channel=body["channel"]["id"],
-            message_ts=body["container"]["message_ts"],
-            value=body["actions"][0]["value"],
-            message=SlackMessage(text=message.get("text", ""), blocks=message.get("blocks", [])),
+            user=_text(body, "user", "id"),
+            channel=_text(body, "channel", "id"),
+            channel_name=channel_name if isinstance(channel_name, str) else None,
+            message_ts=_text(body, "container", "message_ts"),
+            action=_text(actions[0], "action_id"),
+            value=_text(actions[0], "value"),
+            message=slack_message,
         )
 
     @property
@@ -85,6 +128,21 @@ class Click:
     def origin(self) -> ClickedMessage:
         """The clicked message, where the run started by this click reports its outcome."""
         return ClickedMessage(channel=self.channel, ts=self.message_ts, user=self.user, message=self.message)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a click ended, for its one INFO line (see :func:`run_handler`).
+
+    ``text`` is what happened, or what the clicker was told; ``model`` and ``version`` are
+    those of the button (the target version for a rollback), None when its value could not be
+    read; ``run_id`` is the Prefect flow run the click started or ran, if any.
+    """
+
+    text: str
+    model: str | None = None
+    version: int | None = None
+    run_id: str | None = None
 
 
 @dataclass
@@ -103,20 +161,37 @@ class Receiver:
     client: WebClient
     flows: FlowLoaders
     use_prefect: bool | None = None
+    clock: Callable[[], float] = time.monotonic  # seconds; ages the approver group's members
+    _group: tuple[float, frozenset[str]] | None = field(default=None, init=False, repr=False)  # (read at, members)
+    _group_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def wrong_channel(self, click: Click) -> str | None:
+        """Why a click outside ``slack.channel`` changes nothing, or None when it is there.
+
+        ``slack.channel`` may be the channel's id (``C…``, the strict form) or its name
+        (``#releases`` or ``releases``, compared with the name Slack sends with the click). A
+        message copied or forwarded elsewhere keeps its buttons, and a signed payload can name
+        any channel: only the configured one decides releases. No channel configured: none does.
+        """
+        configured = (self.settings.slack.channel or "").removeprefix("#")
+        if configured and configured in (click.channel, click.channel_name):
+            return None
+        where = f"<#{configured}>" if configured.startswith(("C", "G")) and configured.isupper() else f"#{configured or '(none set)'}"
+        return f"Releases are decided only in {where}; a click in this channel changes nothing. Nothing changed."
 
     def refusal(self, user: str, model: str) -> str | None:
         """Why ``user`` may not act on ``model``, or None when they may.
 
         Allowed: ``slack.approvers``, ``slack.model_approvers[model]`` and the members of
-        ``slack.approver_group`` (read from Slack on each click, so a change applies at once).
-        No approvers configured means nobody may act.
+        ``slack.approver_group`` (see :meth:`group_members`). No approvers configured means
+        nobody may act; an approver group that cannot be read lets only the listed users act.
         """
         slack = self.settings.slack
         if user in slack.approvers or user in slack.model_approvers.get(model, []):
             return None
         if slack.approver_group:
             try:
-                members = self.client.usergroups_users_list(usergroup=slack.approver_group).get("users") or []
+                members = self.group_members(slack.approver_group)
             except (SlackApiError, SlackClientError, OSError) as error:
                 logger.warning("could not read approver group %s: %s", slack.approver_group, error)
                 return f"You are not an approver for {model}: the approver group could not be read ({error}). Nothing changed."
@@ -124,16 +199,34 @@ class Receiver:
                 return None
         return f"You are not an approver for {model}. Nothing changed."
 
-    def refuses(self, click: Click, model: str) -> bool:
-        """True, after telling the clicker why, when they may not act on ``model``."""
+    def group_members(self, group: str) -> frozenset[str]:
+        """The members of the user group ``group``, read with usergroups.users.list at most once
+        per ``slack.approver_group_ttl_seconds``: a burst of clicks makes one call, and a member
+        removed in Slack loses access when the TTL ends. Clicks arriving while it is read wait
+        for that read; a failed read is not kept.
+
+        Raises:
+            slack_sdk.errors.SlackApiError, slack_sdk.errors.SlackClientError, OSError: Slack
+                could not be asked or refused.
+        """
+        ttl = self.settings.slack.approver_group_ttl_seconds
+        with self._group_lock:
+            if self._group is not None and self.clock() - self._group[0] < ttl:
+                return self._group[1]
+            members = frozenset(self.client.usergroups_users_list(usergroup=group).get("users") or [])
+            self._group = (self.clock(), members)
+            return members
+
+    def refuses(self, click: Click, model: str) -> str | None:
+        """Why the clicker may not act on ``model``, after telling them; None when they may."""
         refusal = self.refusal(click.user, model)
         if refusal is not None:
             self.answer(click, refusal)
-        return refusal is not None
+        return refusal
 
     def answer(self, click: Click, text: str) -> None:
-        """Tell the clicker only (ephemeral); logged as well."""
-        logger.info("answered %s: %s", click.actor, text)
+        """Tell the clicker only (ephemeral)."""
+        logger.debug("answering %s: %s", click.actor, text)
         post_ephemeral(self.settings.slack, click.channel, click.user, text)
 
     def update(self, click: Click, message: SlackMessage) -> None:
@@ -155,8 +248,8 @@ class Receiver:
 
         return reachable_prefect_api() is not None
 
-    def release(self, store: RegistryStore, click: Click, model: str, version: int, *, reason: str) -> None:
-        """Release the approved ``version``; its outcome reaches the clicked message.
+    def release(self, store: RegistryStore, click: Click, model: str, version: int, *, reason: str) -> Outcome:
+        """Release the approved ``version``; its outcome reaches the clicked message and is returned.
 
         The message first shows "approved by …, releasing…". With a Prefect server the release
         runs as a flow run (see :meth:`through_prefect`), which reports the outcome itself.
@@ -169,20 +262,20 @@ class Receiver:
         """
         self.update(click, approved_update(click.message, model, version, click.user, datetime.now(UTC)))
         parameters = {"model": model, "version": version, "actor": click.actor, "reason": reason}
-        if self.through_prefect(click, RELEASE, parameters, f"release of {model} v{version}"):
-            return
+        if (ran := self.through_prefect(click, RELEASE, parameters, f"release of {model} v{version}")) is not None:
+            return ran
         from tasks.release import release_version
 
         result = release_version(store, self.settings, model, version, actor=click.actor, reason=reason)
-        logger.info(result.summary)
         announce_release(
             self.settings, model, version, actor=click.actor, summary=result.summary,
             previous_version=result.previous_version, origin=click.origin, run=None,
         )
+        return Outcome(result.summary)
 
-    def canary(self, store: RegistryStore, click: Click, model: str, version: int, *, reason: str) -> None:
+    def canary(self, store: RegistryStore, click: Click, model: str, version: int, *, reason: str) -> Outcome:
         """Start the approved ``version`` as a canary beside production; its outcome reaches
-        the clicked message, as for :meth:`release`.
+        the clicked message and is returned, as for :meth:`release`.
 
         The message first shows "approved as canary by …, starting the canary…". With a Prefect
         server the release deployment runs with ``canary=True`` (see :meth:`through_prefect`)
@@ -196,17 +289,18 @@ class Receiver:
         """
         self.update(click, approved_as_canary_update(click.message, model, version, click.user, datetime.now(UTC)))
         parameters = {"model": model, "version": version, "actor": click.actor, "reason": reason, "canary": True}
-        if self.through_prefect(click, RELEASE, parameters, f"canary release of {model} v{version}"):
-            return
+        if (ran := self.through_prefect(click, RELEASE, parameters, f"canary release of {model} v{version}")) is not None:
+            return ran
         from tasks.release import canary_version
 
         result = canary_version(store, self.settings, model, version, actor=click.actor, reason=reason)
-        logger.info(result.summary)
         announce_canary_started(self.settings, result, origin=click.origin, run=None)
+        return Outcome(result.summary)
 
-    def rollback(self, store: RegistryStore, click: Click, target: RollbackValue, *, reason: str) -> None:
+    def rollback(self, store: RegistryStore, click: Click, target: RollbackValue, *, reason: str) -> Outcome:
         """Roll ``target.model`` back from ``target.from_version`` to ``target.to_version``;
-        the outcome reaches the clicked message (a refusal: the clicker), as for :meth:`release`.
+        the outcome reaches the clicked message (a refusal: the clicker) and is returned, as
+        for :meth:`release`.
 
         The rollback is refused as stale, under the model's lock, when production is no longer
         ``from_version``: of two clicks on one button only one rolls back.
@@ -217,21 +311,22 @@ class Receiver:
         model, from_version, to_version = target.model, target.from_version, target.to_version
         self.update(click, rollback_requested_update(click.message, model, from_version, to_version, click.user, datetime.now(UTC)))
         parameters = {"model": model, "actor": click.actor, "reason": reason, "to_version": to_version, "from_version": from_version}
-        if self.through_prefect(click, ROLLBACK, parameters, f"rollback of {model} to v{to_version}"):
-            return
+        if (ran := self.through_prefect(click, ROLLBACK, parameters, f"rollback of {model} to v{to_version}")) is not None:
+            return ran
         from tasks.rollback import rollback_model
 
         result = rollback_model(
             store, self.settings, model, actor=click.actor, reason=reason, to_version=to_version, expected_from=from_version
         )
-        logger.info("%s rolled back from v%s to v%s by %s", model, result.from_version, result.to_version, click.actor)
         announce_rollback(
             self.settings, model, result.from_version, result.to_version, actor=click.actor, reason=reason,
             origin=click.origin, run=None,
         )
+        return Outcome(f"rolled back from v{result.from_version} to v{result.to_version}")
 
-    def through_prefect(self, click: Click, deployment: str, parameters: dict[str, Any], what: str) -> bool:
-        """Run ``what`` through the Prefect server; False, doing nothing, when none answers.
+    def through_prefect(self, click: Click, deployment: str, parameters: dict[str, Any], what: str) -> Outcome | None:
+        """Run ``what`` through the Prefect server and return how it went (with the flow run's
+        id); None, doing nothing, when no server answers.
 
         A run of ``deployment`` is started and not waited for; the clicker is told its name and
         link (ephemerally: the message itself waits for the outcome, which the run writes).
@@ -243,29 +338,27 @@ class Receiver:
             httpx.HTTPError: the server failed while the run was being created.
         """
         if not self.prefect():
-            return False
+            return None
         from core.orchestrator import launch_deployment
 
         parameters = {**parameters, "slack_origin": click.origin.model_dump(mode="json")}
         run = launch_deployment(self.settings, deployment, parameters)
         if run is not None:
-            logger.info("%s, by %s, started as %s", what, click.actor, run)
             self.answer(click, f"The {what} runs as flow run {run.name} ({run.url or run.id}); this message will show its outcome.")
-            return True
+            return Outcome(f"{what} started as flow run {run.name}", run_id=str(run.id))
         logger.warning("nobody serves %s: the %s runs in this process", deployment, what)
         state = asyncio.run(self.flows[deployment]()(**parameters, return_state=True))
-        if state.is_completed():
-            logger.info("%s, by %s: %s", what, click.actor, state.message or state.name)
-        else:  # already in the clicked message, written by the flow's hook
+        run_id = str(state.state_details.flow_run_id) if state.state_details.flow_run_id else None
+        if not state.is_completed():  # already in the clicked message, written by the flow's hook
             error = state.result(raise_on_failure=False)
             logger.error("%s, by %s, ended %s", what, click.actor, state.name, exc_info=error if isinstance(error, BaseException) else None)
-        return True
+        return Outcome(f"{what} ran in this process: {state.message or state.name}", run_id=run_id)
 
 
 # ---------------------------------------------------------------- the work behind each button
 
 
-def handle_approve(receiver: Receiver, click: Click) -> None:
+def handle_approve(receiver: Receiver, click: Click) -> Outcome:
     """Approve the clicked request's version, then release it (see :meth:`Receiver.release`).
 
     The decision is claimed with ``store.approve`` (pending_approval -> approved, one
@@ -282,24 +375,24 @@ def handle_approve(receiver: Receiver, click: Click) -> None:
     """
     target = ActionValue.parse(click.value)
     model, version = target.model, target.version
-    if receiver.refuses(click, model):
-        return
+    if (refusal := receiver.refuses(click, model)) is not None:
+        return Outcome(refusal, model, version)
     reason = f"approved in Slack by {click.user}"
     with receiver.store() as store:
         try:
             store.approve(model, version, actor=click.actor, reason=reason)
         except (IllegalTransition, VersionNotFound):
-            receiver.answer(click, _not_pending(store, model, version))
-            return
-        logger.info("%s v%s approved by %s; releasing", model, version, click.actor)
+            return _answer_not_pending(receiver, click, store, model, version)
         try:
-            receiver.release(store, click, model, version, reason=reason)
+            ran = receiver.release(store, click, model, version, reason=reason)
         except Exception as error:  # shown in Slack and logged; the version stays approved
             logger.exception("release of %s v%s, approved by %s, failed", model, version, click.actor)
             announce_release_failure(receiver.settings, model, version, error, step=None, origin=click.origin, run=None)
+            return Outcome(f"approved; release failed: {type(error).__name__}: {error}", model, version)
+    return Outcome(f"approved; {ran.text}", model, version, ran.run_id)
 
 
-def handle_approve_canary(receiver: Receiver, click: Click) -> None:
+def handle_approve_canary(receiver: Receiver, click: Click) -> Outcome:
     """Approve the clicked request's version and start it as a canary beside production (see
     :meth:`Receiver.canary`).
 
@@ -321,35 +414,34 @@ def handle_approve_canary(receiver: Receiver, click: Click) -> None:
 
     target = ActionValue.parse(click.value)
     model, version = target.model, target.version
-    if receiver.refuses(click, model):
-        return
+    if (refusal := receiver.refuses(click, model)) is not None:
+        return Outcome(refusal, model, version)
     reason = f"approved as canary in Slack by {click.user}"
     with receiver.store() as store:
         try:
             if store.get_version(model, version).status is not VersionStatus.PENDING_APPROVAL:
-                receiver.answer(click, _not_pending(store, model, version))
-                return
+                return _answer_not_pending(receiver, click, store, model, version)
             check_canary(store, receiver.settings, model, version)
         except (IllegalTransition, VersionNotFound):  # gone, or decided since the read
-            receiver.answer(click, _not_pending(store, model, version))
-            return
+            return _answer_not_pending(receiver, click, store, model, version)
         except (CanaryRefused, VersionFilesError) as error:
-            receiver.answer(click, f"{model} v{version} cannot start as a canary: {error}. Nothing changed.")
-            return
+            text = f"{model} v{version} cannot start as a canary: {error}. Nothing changed."
+            receiver.answer(click, text)
+            return Outcome(text, model, version)
         try:
             store.approve(model, version, actor=click.actor, reason=reason)
         except (IllegalTransition, VersionNotFound):
-            receiver.answer(click, _not_pending(store, model, version))
-            return
-        logger.info("%s v%s approved as canary by %s; starting the canary", model, version, click.actor)
+            return _answer_not_pending(receiver, click, store, model, version)
         try:
-            receiver.canary(store, click, model, version, reason=reason)
+            ran = receiver.canary(store, click, model, version, reason=reason)
         except Exception as error:  # shown in Slack and logged; the version stays approved
             logger.exception("canary release of %s v%s, approved by %s, failed", model, version, click.actor)
             announce_release_failure(receiver.settings, model, version, error, step=None, origin=click.origin, run=None)
+            return Outcome(f"approved as canary; canary failed: {type(error).__name__}: {error}", model, version)
+    return Outcome(f"approved as canary; {ran.text}", model, version, ran.run_id)
 
 
-def handle_reject(receiver: Receiver, click: Click) -> None:
+def handle_reject(receiver: Receiver, click: Click) -> Outcome:
     """Reject the clicked request's version (pending_approval -> rejected, reason "rejected in
     Slack by <user>"), refresh its model card, and show "rejected by …" in the message.
 
@@ -363,8 +455,8 @@ def handle_reject(receiver: Receiver, click: Click) -> None:
 
     target = ActionValue.parse(click.value)
     model, version = target.model, target.version
-    if receiver.refuses(click, model):
-        return
+    if (refusal := receiver.refuses(click, model)) is not None:
+        return Outcome(refusal, model, version)
     reason = f"rejected in Slack by {click.user}"
     with receiver.store() as store:
         try:
@@ -374,14 +466,13 @@ def handle_reject(receiver: Receiver, click: Click) -> None:
         except (IllegalTransition, VersionNotFound):  # gone, or decided since the read
             pending = False
         if not pending:
-            receiver.answer(click, _not_pending(store, model, version))
-            return
+            return _answer_not_pending(receiver, click, store, model, version)
         document_version(store, receiver.settings.model_store, model, version, actor=click.actor)
-    logger.info("%s v%s rejected by %s", model, version, click.actor)
     receiver.update(click, rejected_update(click.message, model, version, click.user, reason))
+    return Outcome("rejected", model, version)
 
 
-def handle_rollback(receiver: Receiver, click: Click) -> None:
+def handle_rollback(receiver: Receiver, click: Click) -> Outcome:
     """Roll production back from the button's ``from_version`` to its ``to_version`` (see
     :meth:`Receiver.rollback`).
 
@@ -396,29 +487,36 @@ def handle_rollback(receiver: Receiver, click: Click) -> None:
         pydantic.ValidationError: the button's value is not RollbackValue JSON.
     """
     target = RollbackValue.parse(click.value)
-    model = target.model
-    if receiver.refuses(click, model):
-        return
+    model, version = target.model, target.to_version
+    if (refusal := receiver.refuses(click, model)) is not None:
+        return Outcome(refusal, model, version)
     reason = f"rolled back in Slack by {click.user}"
     with receiver.store() as store:
         current = store.get_alias(model, PRODUCTION)
         if current is None or current.version != target.from_version:
             now = f"v{current.version}" if current is not None else "nothing"
-            receiver.answer(
-                click, f"This button is stale: {model} production is {now}, not v{target.from_version}. Nothing changed."
-            )
-            return
+            text = f"This button is stale: {model} production is {now}, not v{target.from_version}. Nothing changed."
+            receiver.answer(click, text)
+            return Outcome(text, model, version)
         try:
-            receiver.rollback(store, click, target, reason=reason)
+            ran = receiver.rollback(store, click, target, reason=reason)
         except Exception as error:  # a refusal to the clicker; a failure in the message; both in the log
-            if is_refusal(error):
-                logger.info("rollback of %s to v%s by %s refused: %s", model, target.to_version, click.actor, error)
-            else:
+            refused = is_refusal(error)
+            if not refused:
                 logger.exception("rollback of %s to v%s by %s failed", model, target.to_version, click.actor)
             announce_rollback_failure(
                 receiver.settings, model, error, from_version=target.from_version, to_version=target.to_version,
                 step=None, origin=click.origin, run=None,
             )
+            return Outcome(f"rollback {'refused' if refused else 'failed'}: {type(error).__name__}: {error}", model, version)
+    return Outcome(ran.text, model, version, ran.run_id)
+
+
+def _answer_not_pending(receiver: Receiver, click: Click, store: RegistryStore, model: str, version: int) -> Outcome:
+    """Tell the clicker why their click on ``version`` changed nothing (see :func:`_not_pending`)."""
+    text = _not_pending(store, model, version)
+    receiver.answer(click, text)
+    return Outcome(text, model, version)
 
 
 def _not_pending(store: RegistryStore, model: str, version: int) -> str:
@@ -440,20 +538,34 @@ def _not_pending(store: RegistryStore, model: str, version: int) -> str:
 # ---------------------------------------------------------------- the error boundary of every click
 
 
-def run_handler(handler: Callable[[Receiver, Click], None], receiver: Receiver, body: dict[str, Any]) -> None:
-    """Run ``handler`` on the click in ``body``; an error escaping it (a malformed payload or
-    button value, an unreachable registry) is logged with its traceback and shown to the
-    clicker, and never reaches Bolt.
+def run_handler(handler: Callable[[Receiver, Click], Outcome], receiver: Receiver, body: dict[str, Any]) -> None:
+    """Run ``handler`` on the click in ``body``, unless it comes from outside ``slack.channel``
+    (then the clicker is told so and nothing changes; see :meth:`Receiver.wrong_channel`).
+
+    Every click leaves exactly one INFO line on this module's logger: ``click user=… action=…
+    model=… version=… [run=…] outcome=…``. An error escaping ``handler`` (a malformed button
+    value, an unreachable registry) is also logged with its traceback (ERROR) and shown to the
+    clicker, and never reaches Bolt. A payload that is not a click at all (see
+    :class:`MalformedClick`) is refused with 400 before this runs (``slackbot.app``).
 
     Why not Bolt's ``app.error``: in Bolt 1.30, a listener that raises after ``ack()``
     resets the acknowledgement, and if that happens within Bolt's 10 ms polling interval
     Slack gets a 404 after 3 s instead of the 200 (seen with a malformed value).
     """
+    click = Click.from_body(body)
     try:
-        handler(receiver, Click.from_body(body))
+        if (wrong := receiver.wrong_channel(click)) is not None:
+            receiver.answer(click, wrong)
+            outcome = Outcome(f"refused: clicked in channel {click.channel}, not {receiver.settings.slack.channel}")
+        else:
+            outcome = handler(receiver, click)
     except Exception as error:
         logger.exception("a Slack click could not be handled by %s", handler.__name__)
-        user, channel = (body.get("user") or {}).get("id"), (body.get("channel") or {}).get("id")
-        if user and channel:
-            text = f"tfrelease could not handle this click: {type(error).__name__}: {error}"
-            post_ephemeral(receiver.settings.slack, channel, user, text)
+        text = f"tfrelease could not handle this click: {type(error).__name__}: {error}"
+        post_ephemeral(receiver.settings.slack, click.channel, click.user, text)
+        outcome = Outcome(f"failed: {type(error).__name__}")
+    run = f" run={outcome.run_id}" if outcome.run_id else ""
+    logger.info(
+        "click user=%s action=%s model=%s version=%s%s outcome=%s",
+        click.user, click.action, outcome.model or "-", "-" if outcome.version is None else outcome.version, run, outcome.text,
+    )

@@ -110,15 +110,13 @@ def slack_app() -> None:
     HTTP on slack.host:slack.port at /slack/events, or Socket Mode when slack.app_token is set.
     Releases and rollbacks start runs of the release and rollback deployments when a Prefect
     server answers (as flow runs in this process when nobody serves them), and run here otherwise.
+    Logs at INFO to stderr: where it listens, then one line per click.
     """
     settings = load_settings()
-    import logging
-
     from slack_bolt.error import BoltError
 
     from tfrelease.slack_app import serve as serve_slack
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         serve_slack(settings)
     except (ConfigError, BoltError) as error:
