@@ -33,8 +33,12 @@ from tasks.register import Lineage, register_candidate_task
 from tasks.release import act_on_decision_task
 from tasks.report import NightReport, publish_report_task
 from tasks.resume import finish_interrupted_task, untrained_batches
+from tasks.steps import step
 from tasks.train import train_model_task
 from tasks.validate import screen_batches_task
+
+
+check_baseline_task = step(check_version_files, name="check-baseline-files")
 
 
 def _night_failed(
@@ -89,7 +93,7 @@ async def retrain(model: str = "digits") -> NightReport:
         baseline = store.get_alias(model, PRODUCTION)
         holdout = (holdout_features, holdout_labels)
         if baseline is not None:
-            check_version_files(baseline)
+            check_baseline_task(baseline)
         baseline_metrics = evaluate_version_task(Path(baseline.path), holdout, config.input_name) if baseline else None
 
         # 4. The candidate becomes version N: exported atomically, scored from disk, registered.

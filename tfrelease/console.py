@@ -102,14 +102,18 @@ def version_or_exit(store: RegistryStore, name: str, version: int) -> ModelVersi
         raise typer.Exit(1) from None
 
 
-class _NoTraceback(logging.Filter):
-    """Drops the traceback of a record on its way to the terminal, keeping its one-line message."""
+class _WithoutTraceback(logging.Formatter):
+    """Formats a record as ``formatter`` does, leaving its traceback out (the record itself is
+    not changed: the run's log and any other handler still get the traceback)."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        # The flow run's log (Prefect's API handler, on the run's own logger) has already taken
-        # the record with its traceback: handlers of a logger run before those of its parents.
-        record.exc_info, record.exc_text = None, None
-        return True
+    def __init__(self, formatter: logging.Formatter | None):
+        super().__init__()
+        self.inner = formatter or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        copy = logging.makeLogRecord(record.__dict__)
+        copy.exc_info, copy.exc_text, copy.stack_info = None, None, None
+        return self.inner.format(copy)
 
 
 def tracebacks_to_the_run_log_only() -> None:
@@ -119,5 +123,5 @@ def tracebacks_to_the_run_log_only() -> None:
     from prefect.logging.handlers import PrefectConsoleHandler
 
     for handler in logging.getLogger().handlers:
-        if isinstance(handler, PrefectConsoleHandler) and not any(isinstance(f, _NoTraceback) for f in handler.filters):
-            handler.addFilter(_NoTraceback())
+        if isinstance(handler, PrefectConsoleHandler) and not isinstance(handler.formatter, _WithoutTraceback):
+            handler.setFormatter(_WithoutTraceback(handler.formatter))

@@ -162,7 +162,7 @@ def test_a_night_that_breaks_at_a_step_says_which_step_in_slack(slack_on, slack_
 
     settings = slack_on()
     assert run_night().is_completed()
-    shutil.rmtree(settings.model_store / "digits" / "1")  # production's SavedModel is gone: no baseline to score
+    shutil.rmtree(settings.model_store / "digits" / "1")  # production's SavedModel is gone: no baseline to check
     slack_standin.reset()
 
     state = run_night()
@@ -170,8 +170,8 @@ def test_a_night_that_breaks_at_a_step_says_which_step_in_slack(slack_on, slack_
     assert state.is_failed()
     (posted,) = slack_standin.calls("chat.postMessage")
     header = posted.body["blocks"][0]["text"]["text"]
-    assert header == f"digits: nightly retrain {run_name(state)} failed at step evaluate-version"
-    assert "FileNotFoundError: no SavedModel at" in posted.body["blocks"][1]["text"]["text"]
+    assert header == f"digits: nightly retrain {run_name(state)} failed at step check-baseline-files"
+    assert "VersionFilesError: digits version 1: " in posted.body["blocks"][1]["text"]["text"]
     assert [v.version for v in RegistryStore.open(settings.registry_url).list_versions("digits")] == [1]  # nothing registered
 
 
