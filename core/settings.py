@@ -363,6 +363,12 @@ class SlackSettings(_Strict):
         default=None,
         description="Id of a Slack user group (S...) whose members may act on every model; read with usergroups.users.list.",
     )
+    click_workers: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="Clicks the receiver works on at once; more wait in a queue (each is acknowledged at once either way).",
+    )
     approver_group_ttl_seconds: float = Field(
         default=60.0,
         ge=0.0,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -45,6 +46,7 @@ from slackbot.receiver import (
     Click,
     FlowLoaders,
     MalformedClick,
+    Outcome,
     Receiver,
     handle_approve,
     handle_approve_canary,
@@ -59,6 +61,7 @@ EVENTS_PATH = "/slack/events"
 # A click's payload carries the clicked message; ours stay within Slack's limits (50 blocks,
 # 3,000 characters a text), far below this even URL-encoded. Anything bigger is not Slack.
 MAX_BODY_BYTES = 512 * 1024
+DRAIN_BYTES = 8 * 1024 * 1024  # an oversized body up to this is read (never kept) before the 413
 
 # Class-based middlewares: Bolt builds a function middleware's arguments from the payload
 # first (``body["actions"][0]`` among them), which raises on ``"actions": []`` before the
@@ -98,41 +101,40 @@ class IgnoreRetries(Middleware):
 
 class ReceiverApp(App):
     """Bolt's App, keeping its signing secret where :class:`EventsEndpoint` can check a request
-    before Bolt parses it (Bolt keeps its own copy private)."""
+    before Bolt parses it (Bolt keeps its own copy private), and the pool that works on the
+    clicks once they are acknowledged (``click_work``, set by :func:`register`)."""
+
+    click_work: ThreadPoolExecutor | None = None
 
     def __init__(self, *, signing_secret: str, **kwargs: Any) -> None:
         super().__init__(signing_secret=signing_secret, **kwargs)
         self.signing_secret = signing_secret
 
 
-def register(app: App, settings: Settings, *, flows: FlowLoaders, use_prefect: bool | None = None) -> Receiver:
+def register(app: ReceiverApp, settings: Settings, *, flows: FlowLoaders, use_prefect: bool | None = None) -> Receiver:
     """Wire the ``approve``, ``approve_canary``, ``reject`` and ``rollback`` buttons, the
     malformed-click refusal and the retry filter into ``app``; return the
     ``slackbot.receiver.Receiver`` the handlers share."""
     receiver = Receiver(settings=settings, client=app.client, flows=flows, use_prefect=use_prefect)
     app.use(RefuseMalformedClicks())
     app.use(IgnoreRetries())
+    # Each listener acknowledges and hands the click to this pool, so Bolt's own small pool
+    # (which runs every listener and so every ack) is never held by a click's work: a burst of
+    # clicks while Slack's Web API is slow is still acknowledged within Slack's 3 s, and the
+    # work queues here. A handler acts only after its ack was given.
+    work = app.click_work = ThreadPoolExecutor(max_workers=settings.slack.click_workers, thread_name_prefix="slack-click")
 
-    @app.action(APPROVE_ACTION_ID)
-    def approve(ack: Ack, body: dict[str, Any]) -> None:
-        ack()
-        run_handler(handle_approve, receiver, body)
+    def listener(handler: Callable[[Receiver, Click], Outcome]) -> Callable[[Ack, dict[str, Any]], None]:
+        def acknowledge_then_queue(ack: Ack, body: dict[str, Any]) -> None:
+            ack()
+            work.submit(run_handler, handler, receiver, body)
 
-    @app.action(APPROVE_CANARY_ACTION_ID)
-    def approve_canary(ack: Ack, body: dict[str, Any]) -> None:
-        ack()
-        run_handler(handle_approve_canary, receiver, body)
+        return acknowledge_then_queue
 
-    @app.action(REJECT_ACTION_ID)
-    def reject(ack: Ack, body: dict[str, Any]) -> None:
-        ack()
-        run_handler(handle_reject, receiver, body)
-
-    @app.action(ROLLBACK_ACTION_ID)
-    def rollback(ack: Ack, body: dict[str, Any]) -> None:
-        ack()
-        run_handler(handle_rollback, receiver, body)
-
+    app.action(APPROVE_ACTION_ID)(listener(handle_approve))
+    app.action(APPROVE_CANARY_ACTION_ID)(listener(handle_approve_canary))
+    app.action(REJECT_ACTION_ID)(listener(handle_reject))
+    app.action(ROLLBACK_ACTION_ID)(listener(handle_rollback))
     return receiver
 
 
@@ -212,6 +214,9 @@ class EventsEndpoint:
             return _text(400, "Bad Request: invalid Content-Length")
         if length > self.max_body_bytes or length < 0:
             logger.warning("refused a %s-byte request from %s: over %s bytes", length, client, self.max_body_bytes)
+            if 0 < length <= DRAIN_BYTES:  # read and drop it, so the client reads the 413, not a reset
+                for start in range(0, length, 1 << 16):
+                    environ["wsgi.input"].read(min(1 << 16, length - start))
             return _text(413, f"Payload Too Large: at most {self.max_body_bytes} bytes")
         raw = environ["wsgi.input"].read(length) if length else b""
         headers = request.get_headers()
@@ -237,6 +242,7 @@ def _text(status: int, body: str) -> WsgiHttpResponse:
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True  # a slow client never holds up another click or shutdown
+    request_queue_size = 128  # the listen backlog: socketserver's 5 resets a burst of clicks
 
 
 class _QuietRequestHandler(WSGIRequestHandler):

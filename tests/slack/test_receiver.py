@@ -103,6 +103,7 @@ def serve_receiver(settings: Settings, standin: SlackStandin, *, use_prefect: bo
         server.shutdown()
         server.server_close()
         # Work still running after the acknowledgement finishes before tmp_path goes away.
+        app.click_work.shutdown(wait=True)
         app.listener_runner.listener_executor.shutdown(wait=True)
 
 
