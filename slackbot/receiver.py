@@ -377,19 +377,8 @@ def handle_approve(receiver: Receiver, click: Click) -> Outcome:
     model, version = target.model, target.version
     if (refusal := receiver.refuses(click, model)) is not None:
         return Outcome(refusal, model, version)
-    reason = f"approved in Slack by {click.user}"
     with receiver.store() as store:
-        try:
-            store.approve(model, version, actor=click.actor, reason=reason)
-        except (IllegalTransition, VersionNotFound):
-            return _answer_not_pending(receiver, click, store, model, version)
-        try:
-            ran = receiver.release(store, click, model, version, reason=reason)
-        except Exception as error:  # shown in Slack and logged; the version stays approved
-            logger.exception("release of %s v%s, approved by %s, failed", model, version, click.actor)
-            announce_release_failure(receiver.settings, model, version, error, step=None, origin=click.origin, run=None)
-            return Outcome(f"approved; release failed: {type(error).__name__}: {error}", model, version)
-    return Outcome(f"approved; {ran.text}", model, version, ran.run_id)
+        return _approve_then(receiver, store, click, model, version, receiver.release, approved="approved", what="release")
 
 
 def handle_approve_canary(receiver: Receiver, click: Click) -> Outcome:
@@ -416,7 +405,6 @@ def handle_approve_canary(receiver: Receiver, click: Click) -> Outcome:
     model, version = target.model, target.version
     if (refusal := receiver.refuses(click, model)) is not None:
         return Outcome(refusal, model, version)
-    reason = f"approved as canary in Slack by {click.user}"
     with receiver.store() as store:
         try:
             if store.get_version(model, version).status is not VersionStatus.PENDING_APPROVAL:
@@ -428,17 +416,37 @@ def handle_approve_canary(receiver: Receiver, click: Click) -> Outcome:
             text = f"{model} v{version} cannot start as a canary: {error}. Nothing changed."
             receiver.answer(click, text)
             return Outcome(text, model, version)
-        try:
-            store.approve(model, version, actor=click.actor, reason=reason)
-        except (IllegalTransition, VersionNotFound):
-            return _answer_not_pending(receiver, click, store, model, version)
-        try:
-            ran = receiver.canary(store, click, model, version, reason=reason)
-        except Exception as error:  # shown in Slack and logged; the version stays approved
-            logger.exception("canary release of %s v%s, approved by %s, failed", model, version, click.actor)
-            announce_release_failure(receiver.settings, model, version, error, step=None, origin=click.origin, run=None)
-            return Outcome(f"approved as canary; canary failed: {type(error).__name__}: {error}", model, version)
-    return Outcome(f"approved as canary; {ran.text}", model, version, ran.run_id)
+        return _approve_then(
+            receiver, store, click, model, version, receiver.canary, approved="approved as canary", what="canary"
+        )
+
+
+def _approve_then(
+    receiver: Receiver,
+    store: RegistryStore,
+    click: Click,
+    model: str,
+    version: int,
+    start: Callable[..., Outcome],
+    *,
+    approved: str,
+    what: str,
+) -> Outcome:
+    """Claim the decision with ``store.approve`` (of several clicks exactly one wins; the
+    others are told the version's status), then ``start`` the release or canary; a failure is
+    shown in Slack and logged, and leaves the version approved."""
+    reason = f"{approved} in Slack by {click.user}"
+    try:
+        store.approve(model, version, actor=click.actor, reason=reason)
+    except (IllegalTransition, VersionNotFound):
+        return _answer_not_pending(receiver, click, store, model, version)
+    try:
+        ran = start(store, click, model, version, reason=reason)
+    except Exception as error:
+        logger.exception("%s of %s v%s, approved by %s, failed", what, model, version, click.actor)
+        announce_release_failure(receiver.settings, model, version, error, step=None, origin=click.origin, run=None)
+        return Outcome(f"{approved}; {what} failed: {type(error).__name__}: {error}", model, version)
+    return Outcome(f"{approved}; {ran.text}", model, version, ran.run_id)
 
 
 def handle_reject(receiver: Receiver, click: Click) -> Outcome:
