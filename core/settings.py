@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from string import Template
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -98,8 +98,21 @@ class ReleasePolicy(_Strict):
         le=1,
         description="Accuracy gain over production needed to promote without a human; a tie never promotes.",
     )
+    confidence_level: float = Field(
+        default=0.95,
+        ge=0.5,
+        lt=1,
+        description=(
+            "A change against production counts only when significant at this level (McNemar's exact test on the "
+            "same held-out examples, p < 1 - level); otherwise a human decides. Also the level of the intervals shown."
+        ),
+    )
     max_recall_drop: float = Field(
-        default=0.05, ge=0, le=1, description="Largest allowed drop of any class's recall against production."
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Largest allowed drop of any class's recall against production; a larger one is rejected when "
+        "significant (per class, at confidence_level shared among the classes), else a human decides.",
     )
     approval: Literal["auto", "always"] = Field(
         default="auto", description="auto: promote clear improvements, ask a human otherwise; always: always ask."
@@ -205,6 +218,27 @@ class MonitoringQueries(_Strict):
         )
 
 
+def _http_base_url(value: str | None, example: str) -> str | None:
+    """``value`` stripped of spaces and a trailing slash, once it is an http(s) base URL.
+
+    Raises:
+        PydanticCustomError: it is not; the message never repeats the value (a URL may carry a
+            password) and shows ``example`` instead.
+    """
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value.strip())
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PydanticCustomError("http_url", f"must be an http(s) URL such as {example}")
+    if parts.query or parts.fragment:
+        raise PydanticCustomError("http_url", "must be a base URL, without ?query or #fragment")
+    return value.strip().rstrip("/")
+
+
 class MonitoringSettings(_Strict):
     """Watching production in Prometheus, and the rule that rolls it back.
 
@@ -263,19 +297,7 @@ class MonitoringSettings(_Strict):
     @field_validator("prometheus_url", "graph_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        # The message never repeats the value: a URL may carry a password.
-        if value is None:
-            return None
-        try:
-            parts = urlsplit(value.strip())
-            parts.port  # noqa: B018 - raises ValueError on a bad port
-        except ValueError:
-            parts = None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise PydanticCustomError("http_url", "must be an http(s) URL such as http://prometheus:9090")
-        if parts.query or parts.fragment:
-            raise PydanticCustomError("http_url", "must be a base URL, without ?query or #fragment")
-        return value.strip().rstrip("/")
+        return _http_base_url(value, "http://prometheus:9090")
 
     @field_validator("window", "watch_for", "canary_soak")
     @classmethod
@@ -429,6 +451,37 @@ class ServingSettings(_Strict):
     )
 
 
+class UISettings(_Strict):
+    """The release dashboard (``tfrelease ui``), a read-only web app on the registry.
+
+    It has no login of its own: put it behind the company's SSO proxy, and set ``base_url`` to
+    the address people reach it at through that proxy.
+    """
+
+    host: str = Field(default="127.0.0.1", description="Address to listen on (0.0.0.0 in a container behind the proxy).")
+    port: int = Field(default=8080, ge=1, le=65535, description="Port to listen on.")
+    base_url: str | None = Field(
+        default=None,
+        description=(
+            "The dashboard's address as people reach it (e.g. https://tfrelease.example.com); when set, "
+            "Slack messages, Prefect artifacts and `tfrelease show` link to each version's page."
+        ),
+    )
+    page_size: int = Field(default=50, ge=1, le=500, description="Rows per page of the versions, timeline and audit pages.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return _http_base_url(value, "https://tfrelease.example.com")
+
+    def version_url(self, model: str, version: int) -> str | None:
+        """The dashboard page of ``model`` version ``version`` (``<base_url>/models/<model>/versions/<version>``,
+        the model name percent-encoded), or None when ``base_url`` is not set."""
+        if self.base_url is None:
+            return None
+        return f"{self.base_url}/models/{quote(model, safe='')}/versions/{version}"
+
+
 class Settings(BaseSettings):
     """Everything tfrelease reads from its configuration."""
 
@@ -448,6 +501,7 @@ class Settings(BaseSettings):
     serving: ServingSettings = ServingSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     prefect_ui_url: str | None = Field(default=None, description="Base URL of the Prefect UI, for links in messages.")
+    ui: UISettings = UISettings()
 
     @model_validator(mode="after")
     def _default_model_exists(self) -> Settings:

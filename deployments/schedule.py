@@ -13,7 +13,10 @@ Deployment names, as ``run_deployment`` wants them (``<flow>/<deployment>``):
   <model>}``, for every model with ``monitoring.prometheus_url`` set; a run still going when
   the next is due makes that one skip (collision strategy CANCEL_NEW): a slow Prometheus never
   piles up watches.
-- ``release/release`` and ``rollback/rollback``: no schedule; parameters at run time.
+- ``release/release`` and ``rollback/rollback``: no schedule; parameters at run time. Who acts
+  is never a parameter: the CLI and the Slack receiver pass ``authorization``, a grant they
+  recorded in the registry for an authenticated human; a run started without one (the Prefect
+  UI, the API) acts as ``prefect-ui:<flow run id>`` (see ``tasks.authorization``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,14 @@ if TYPE_CHECKING:
 NIGHTLY_PREFIX = "retrain-nightly-"
 WATCH_PREFIX = "watch-"
 WATCH_INTERVAL_SECONDS = 60
+RELEASE_DESCRIPTION = (
+    "Release a version: model, version, reason[, force, canary, soak_seconds]. Started here, without an "
+    "authorization, it acts as prefect-ui:<flow run id>: it needs a reason and cannot release a version awaiting approval."
+)
+ROLLBACK_DESCRIPTION = (
+    "Roll a model back: model, reason[, to_version, from_version]. Started here, without an authorization, "
+    "it acts as prefect-ui:<flow run id> and needs a reason."
+)
 
 
 def nightly_name(model: str) -> str:
@@ -92,7 +103,7 @@ def build_deployments(settings: Settings) -> list[RunnerDeployment]:
     deployments.append(
         release.to_deployment(
             RELEASE_DEPLOYMENT,
-            description="Release a registered version: model, version, actor, reason[, force, canary, soak_seconds].",
+            description=RELEASE_DESCRIPTION,
             tags=["tfrelease"],
             _sync=True,
         )
@@ -100,7 +111,7 @@ def build_deployments(settings: Settings) -> list[RunnerDeployment]:
     deployments.append(
         rollback.to_deployment(
             ROLLBACK_DEPLOYMENT,
-            description="Roll a model back: model, actor, reason[, to_version, from_version].",
+            description=ROLLBACK_DESCRIPTION,
             tags=["tfrelease"],
             _sync=True,
         )

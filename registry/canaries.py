@@ -15,9 +15,10 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
+from registry.authorizations import use_authorization
 from registry.errors import AliasNotFound, CanaryRunning, StaleCanary
 from registry.lifecycle import CANARY, PRODUCTION, check_transition
-from registry.models import AuditAction, CanaryRecord, CanaryRelease, ModelAlias, VersionStatus
+from registry.models import AuditAction, AuthorizedAction, CanaryRecord, CanaryRelease, ModelAlias, VersionStatus
 from registry.rows import alias_version, lock_model, move, record_event, set_alias, version_row
 from registry.transactions import StoreBase, require, utc_now
 
@@ -34,10 +35,12 @@ class Canaries(StoreBase):
         reason: str,
         soak_seconds: float,
         flow_run_id: str | None = None,
+        authorization: str | None = None,
     ) -> CanaryRecord:
         """Make ``version`` the canary of ``model``: status ``canary``, alias ``canary``, and a
         ``canary_release`` row that soaks until now + ``soak_seconds`` (event ``canary_started``,
-        from_version = production, to_version = ``version``).
+        from_version = production, to_version = ``version``). ``authorization`` (a human's
+        grant) is used up in the same transaction, as in ``promote``: a canary of this version.
 
         Returns:
             The running canary.
@@ -51,6 +54,7 @@ class Canaries(StoreBase):
             AliasNotFound: the model has no production version to compare the canary with
                 (alias ``production``).
             CanaryRunning: another canary of the model is running (names its version).
+            AuthorizationRefused: ``authorization`` does not allow this canary; nothing changed.
         """
         require(model=model, actor=actor, reason=reason)
         if not math.isfinite(soak_seconds) or soak_seconds < 0:
@@ -66,6 +70,11 @@ class Canaries(StoreBase):
             running = running_canary(session, model)
             if running is not None:
                 raise CanaryRunning(model, running.version)
+            if authorization is not None:
+                use_authorization(
+                    session, authorization, action=AuthorizedAction.CANARY, model=model, version=version,
+                    actor=actor, flow_run_id=flow_run_id, now=now,
+                )
             canary = CanaryRelease(
                 model_name=model,
                 version=version,

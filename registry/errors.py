@@ -75,3 +75,13 @@ class StaleCanary(RegistryError):
         self.model = model
         self.expected = expected
         self.running = running
+
+
+class AuthorizationRefused(RegistryError):
+    """An authorization does not let this run or change act: unknown, granted for another
+    change or actor, claimed by another flow run, or used already. The message says which."""
+
+    def __init__(self, authorization: str, detail: str) -> None:
+        # The token's first characters only: messages reach logs and Slack.
+        super().__init__(f"authorization {authorization[:8]}… refused: {detail}")
+        self.authorization = authorization

@@ -59,6 +59,14 @@ class AuditAction(StrEnum):
     CANARY_ABORTED = "canary_aborted"
 
 
+class AuthorizedAction(StrEnum):
+    """What an authorization lets one run do (see :class:`ReleaseAuthorization`)."""
+
+    RELEASE = "release"  # put the version into production
+    CANARY = "canary"  # serve the version beside production as the canary
+    ROLLBACK = "rollback"  # put the version (a former production) back, leaving ``from_version``
+
+
 def _enum_column_type(enum: type[StrEnum], name: str) -> sa.Enum:
     # VARCHAR + CHECK rather than a native PostgreSQL ENUM: adding a state later is then an
     # ordinary migration on both databases. Values (not member names) are what is stored.
@@ -329,3 +337,58 @@ class MonitorAlarmRecord(MonitorAlarmBase):
     """A raised monitoring alarm as read from the registry."""
 
     model_config = ConfigDict(frozen=True)
+
+
+class AuthorizationBase(SQLModel):
+    model_name: str
+    action: AuthorizedAction = Field(sa_type=_enum_column_type(AuthorizedAction, "authorized_action"))
+    version: int = Field(description="The version released or started as canary; the target of a rollback.")
+    from_version: int | None = Field(
+        default=None, description="A rollback's production version, the only one it may leave; None otherwise."
+    )
+    force: bool = Field(default=False, description="A release of a rejected version (a forced release).")
+    actor: str = Field(
+        description="Who authorised it, as the party that wrote the row authenticated them: "
+        "'slack:<user id>' (the Slack receiver) or 'cli:<OS account>' (the command line)."
+    )
+    reason: str
+    slack_channel: str | None = Field(default=None, description="For a Slack click: the id of the channel of the message clicked.")
+    slack_message_ts: str | None = Field(default=None, description="For a Slack click: that message's ts.")
+
+
+class AuthorizationGrant(AuthorizationBase):
+    """What a human authorises one run to do; the input of ``grant_authorization`` and
+    ``approve_and_authorize`` (:mod:`registry.authorizations`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+class ReleaseAuthorization(AuthorizationBase, RegistryTable, table=True):
+    """One human's authorization of one release, canary or rollback, used at most once.
+
+    Written by whoever authenticated the human (the Slack receiver after its checks, the command
+    line for its OS account) before the run starts; the run takes only its ``id``, reads who
+    acts and why from here, claims it (``flow_run_id``) and uses it up (``used_at``) in the
+    transaction of the change it authorised. Not an audit event: the change's own events carry
+    the actor, reason and flow run.
+    """
+
+    __tablename__ = "release_authorization"
+
+    id: str = Field(primary_key=True, description="Unguessable token; the ``authorization`` parameter of a release or rollback run.")
+    granted_at: datetime
+    flow_run_id: str | None = Field(default=None, description="The flow run that claimed it; None until one did.")
+    used_at: datetime | None = Field(
+        default=None, description="When the change it authorised was recorded (in the same transaction); None while unused."
+    )
+
+
+class AuthorizationRecord(AuthorizationBase):
+    """An authorization as read from the registry."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    granted_at: datetime
+    flow_run_id: str | None = None
+    used_at: datetime | None = None

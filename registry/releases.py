@@ -14,11 +14,13 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from registry.authorizations import use_authorization
 from registry.canaries import abort_running, clear_canary, running_canary
 from registry.errors import AliasNotFound, IllegalTransition
 from registry.lifecycle import PREVIOUS, PRODUCTION, SUPERSEDABLE, check_transition
 from registry.models import (
     AuditAction,
+    AuthorizedAction,
     ModelAlias,
     ModelVersion,
     ModelVersionRecord,
@@ -152,6 +154,7 @@ class Releases(StoreBase):
         flow_run_id: str | None = None,
         force: bool = False,
         decision: dict[str, Any] | None = None,
+        authorization: str | None = None,
     ) -> ModelVersionRecord:
         """Make ``version`` the production version of ``model``, in one transaction.
 
@@ -169,6 +172,10 @@ class Releases(StoreBase):
         Allowed from registered, pending_approval, approved, canary, superseded, archived,
         rolled_back (and rejected with force).
 
+        ``authorization`` (a human's grant, see :mod:`registry.authorizations`) is used up in
+        the same transaction: it must be a release of this version granted to ``actor`` (with
+        ``force`` when this is forced), unused, and unclaimed or claimed by ``flow_run_id``.
+
         Returns:
             The new production version.
 
@@ -177,6 +184,7 @@ class Releases(StoreBase):
             VersionNotFound: no such version.
             IllegalTransition: the version cannot be released from its status (including
                 when it already is production, or is rejected and ``force`` is False).
+            AuthorizationRefused: ``authorization`` does not allow this release; nothing changed.
         """
         require(model=model, actor=actor, reason=reason)
         with self._transaction() as session:
@@ -186,6 +194,11 @@ class Releases(StoreBase):
             was = row.status
             check_transition(model, version, was, VersionStatus.PRODUCTION, force=force)
             current = alias_version(session, model, PRODUCTION)
+            if authorization is not None:
+                use_authorization(
+                    session, authorization, action=AuthorizedAction.RELEASE, model=model, version=version,
+                    actor=actor, force=force, flow_run_id=flow_run_id, now=now,
+                )
 
             def record(subject: ModelVersion, action: AuditAction, why: str = reason) -> None:
                 record_event(
@@ -216,7 +229,14 @@ class Releases(StoreBase):
             return version_record(row)
 
     def rollback(
-        self, model: str, *, actor: str, reason: str, flow_run_id: str | None = None, to_version: int | None = None
+        self,
+        model: str,
+        *,
+        actor: str,
+        reason: str,
+        flow_run_id: str | None = None,
+        to_version: int | None = None,
+        authorization: str | None = None,
     ) -> ModelVersionRecord:
         """Put ``to_version`` (default: the ``previous`` alias) back into production.
 
@@ -225,6 +245,8 @@ class Releases(StoreBase):
         one-command rollback target). One event ``rolled_back`` about the rolled-back
         version, with from_version = it and to_version = the target. A running canary is
         aborted first (event ``canary_aborted``, reason "production rolled back: <reason>").
+        ``authorization`` (a human's grant) is used up in the same transaction, as in
+        :meth:`promote`: a rollback from the current production version to the target.
 
         Returns:
             The new production version.
@@ -236,6 +258,7 @@ class Releases(StoreBase):
             VersionNotFound: ``to_version`` does not exist.
             IllegalTransition: the target cannot be released from its status, is the
                 current production version, or is the running canary (promote it instead).
+            AuthorizationRefused: ``authorization`` does not allow this rollback; nothing changed.
         """
         require(model=model, actor=actor, reason=reason)
         with self._transaction() as session:
@@ -257,6 +280,11 @@ class Releases(StoreBase):
                     row.status.value,
                     VersionStatus.PRODUCTION.value,
                     "it is the running canary: promote it instead",
+                )
+            if authorization is not None:
+                use_authorization(
+                    session, authorization, action=AuthorizedAction.ROLLBACK, model=model, version=target,
+                    from_version=current, actor=actor, flow_run_id=flow_run_id, now=now,
                 )
             canary = running_canary(session, model)
             if canary is not None:

@@ -4,7 +4,7 @@ Every public method is one database transaction. A method that changes a version
 audit event(s) (actor, reason, flow run, UTC time) in that same transaction, so the registry
 never shows a change without its record or a record without its change. Methods return
 read models (``ModelVersionRecord``, ``AuditEventRecord``, ``CanaryRecord``,
-``MonitorAlarmRecord``, ``PostedMessageRecord``), never live rows.
+``MonitorAlarmRecord``, ``PostedMessageRecord``, ``AuthorizationRecord``), never live rows.
 
 Writers of one model are serialized: each write transaction first locks the model's
 ``registered_model`` row (``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite every
@@ -16,8 +16,11 @@ The methods live with their job and are combined here:
 - :mod:`registry.releases`: ``request_approval``, ``approve``, ``reject``, ``promote``,
   ``rollback``, ``mark_deleted``;
 - :mod:`registry.canaries`: ``start_canary``, ``get_canary``, ``abort_canary``;
+- :mod:`registry.authorizations`: ``grant_authorization``, ``approve_and_authorize``,
+  ``claim_authorization``, ``get_authorization``, ``list_authorizations``;
 - :mod:`registry.reads`: ``get_version``, ``list_versions``, ``get_alias``, ``list_models``,
   ``list_events``;
+- :mod:`registry.browse`: paged reads (``versions_page``, ``events_page``, ``production_timeline``, ...);
 - :mod:`registry.leases`: ``model_lock`` (with a heartbeat; a dead holder is taken over at once), ``list_locks``, ``release_lock``;
 - :mod:`registry.posted_messages`: ``record_posted_message``, ``get_posted_message``;
 - :mod:`registry.monitor_alarms`: ``raise_alarm``, ``clear_alarm``, ``get_alarm``;
@@ -26,6 +29,8 @@ The methods live with their job and are combined here:
 
 from __future__ import annotations
 
+from registry.authorizations import Authorizations
+from registry.browse import Browse
 from registry.canaries import Canaries
 from registry.database import create_registry_engine, upgrade_schema
 from registry.leases import Leases
@@ -36,7 +41,7 @@ from registry.registration import Registration
 from registry.releases import Releases
 
 
-class RegistryStore(Registration, Releases, Canaries, Reads, Leases, PostedMessages, MonitorAlarms):
+class RegistryStore(Registration, Releases, Canaries, Authorizations, Reads, Browse, Leases, PostedMessages, MonitorAlarms):
     """Model versions, aliases, the audit log, canaries, model locks, posted Slack messages
     and monitoring alarms of one registry database. Open one with :meth:`open`;
     ``RegistryStore(engine)`` uses an engine whose schema is already at head."""

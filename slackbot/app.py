@@ -261,8 +261,8 @@ def serve(settings: Settings, flows: FlowLoaders) -> None:
     HTTP on ``slack.host:slack.port`` at ``/slack/events``.
 
     Checks the bot token with auth.test first. Releases and rollbacks start flow runs of the
-    release and rollback deployments when a Prefect server answers at click time, and run here
-    otherwise (see ``slackbot.receiver.Receiver``).
+    release and rollback deployments when a Prefect server answers at click time; otherwise a
+    release runs in a separate process and a rollback here (see ``slackbot.receiver.Receiver``).
 
     Raises:
         ConfigError: see :func:`build_app`.

@@ -205,6 +205,8 @@ def format_console_request(req: ApprovalRequest, approve_command: str) -> str:
     lines += [f"  - {reason}" for reason in req.decision.reasons]
     if req.batches:
         lines.append(f"Trained on {len(req.batches)} batch(es): {', '.join(req.batches)}")
+    if req.version_url:
+        lines.append(f"Release dashboard: {req.version_url}")
     if req.flow_run_url:
         lines.append(f"Prefect flow run: {req.flow_run_url}")
     if req.report_url:
@@ -224,30 +226,30 @@ class _Row(BaseModel):
 
 
 def _metric_rows(req: ApprovalRequest) -> list[_Row]:
-    """accuracy, loss, macro F1, then the worst per-class recall change (with production only)."""
+    """accuracy, loss, macro F1, then the worst per-class recall change (with production only);
+    the accuracy and recall changes with their interval when the decision tested them."""
     comparison = compare(req.candidate, req.production)
+    paired = req.decision.paired
     rows = []
     for figure in comparison.summary:
         if not comparison.has_baseline:
             rows.append(_Row(label=figure.label, candidate=f"{figure.candidate:.4f}"))
             continue
         note = ", lower is better" if figure.lower_is_better else ""
+        test = paired.test_of(figure) if paired is not None else None
+        change = test.describe() if test is not None else f"{figure.change:+.4f}{note}"
         rows.append(
-            _Row(
-                label=figure.label,
-                candidate=f"{figure.candidate:.4f}",
-                production=f"{figure.baseline:.4f}",
-                change=f"{figure.change:+.4f}{note}",
-            )
+            _Row(label=figure.label, candidate=f"{figure.candidate:.4f}", production=f"{figure.baseline:.4f}", change=change)
         )
     worst = comparison.worst_recall
     if worst is not None:
+        test = paired.test_of(worst) if paired is not None else None
         rows.append(
             _Row(
                 label=f"worst per-class recall (class {worst.class_index})",
                 candidate=f"{worst.candidate:.4f}",
                 production=f"{worst.baseline:.4f}",
-                change=f"{worst.change:+.4f}",
+                change=test.describe() if test is not None else f"{worst.change:+.4f}",
             )
         )
     return rows
@@ -288,7 +290,8 @@ def _body_blocks(req: ApprovalRequest, prefix: str, title: str, reasons_title: s
         if more > 0:
             shown += f" and {more} more"
         blocks.append(context(f"{prefix}:batches", f"Trained on {len(req.batches)} batch(es): {shown}"))
-    links = [link(url, label) for url, label in ((req.flow_run_url, "Prefect flow run"), (req.report_url, "Validation report")) if url]
+    pages = ((req.version_url, "Release dashboard"), (req.flow_run_url, "Prefect flow run"), (req.report_url, "Validation report"))
+    links = [link(url, label) for url, label in pages if url]
     if links:
         blocks.append(section(f"{prefix}:links", "  ·  ".join(links)))
     return blocks

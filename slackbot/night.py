@@ -1,8 +1,8 @@
 """Telling Slack what a night did: the decision carried out, or why the night failed.
 
-A decision (:func:`decision_announcer`) is posted as promoted (with a Roll back button), an
-approval request (recorded, so that a newer request can mark it superseded; with Slack off the
-run's summary gets the approval command instead) or rejected. A failed night
+A decision (:func:`decision_announcer`) is posted as promoted (with a Roll back button) or as an
+approval request (with Slack off the run's summary gets the approval command instead), both
+recorded so that later events can update them (``slackbot.posted``), or as rejected. A failed night
 (:func:`announce_night_failure`) posts one message per quarantined batch, or the failed step.
 Nothing here raises for Slack (see ``slackbot.client``).
 """
@@ -23,7 +23,7 @@ from slackbot.messages import (
     validation_failed_message,
 )
 from slackbot.payloads import ApprovalRequest
-from slackbot.posted import mark_superseded, post_approval_request
+from slackbot.posted import post_approval_request, post_recorded, refresh_messages
 from tasks.comparison import Metrics
 from tasks.data import RetrainInProgress
 from tasks.decide import Decision, Outcome
@@ -38,8 +38,9 @@ def decision_announcer(settings: Settings) -> DecisionAnnouncer:
 
 def announce_decision(settings: Settings, acted: ActedDecision) -> str | None:
     """Post the message of a decision carried out: promoted (a Roll back button when there was a
-    production version before), an approval request (recorded; the requests it superseded lose
-    their buttons) or rejected.
+    production version before) or an approval request, both recorded, or rejected. The model's
+    messages this decision made stale (requests it superseded, older Roll back buttons) are
+    brought up to date (``slackbot.posted.refresh_messages``).
 
     Returns the console form of an approval request, with the command that approves it, when
     it could not be posted (Slack off or failing); None otherwise.
@@ -47,7 +48,8 @@ def announce_decision(settings: Settings, acted: ActedDecision) -> str | None:
     request = approval_request(settings, acted.candidate, acted.decision, acted.flow_run_id)
     model, version = request.model, request.version
     if acted.decision.outcome is Outcome.PROMOTE:
-        post_message(settings.slack, promoted_message(request))
+        refresh_messages(settings, model)  # the requests this promotion superseded, older Roll back buttons
+        post_recorded(settings, model, version, promoted_message(request))
         return None
     if acted.decision.outcome is Outcome.REJECT:
         post_message(settings.slack, rejected_message(request))
@@ -55,7 +57,7 @@ def announce_decision(settings: Settings, acted: ActedDecision) -> str | None:
     console = None
     if post_approval_request(settings, request) is None:
         console = format_console_request(request, approve_command=f"tfrelease approve {version} --model {model}")
-    mark_superseded(settings, model, acted.superseded, version)
+    refresh_messages(settings, model)  # the requests this one superseded
     return console
 
 
@@ -73,6 +75,7 @@ def approval_request(
         batches=list(candidate.batches),
         flow_run_url=flow_run_url(settings, flow_run_id) if flow_run_id else None,
         report_url=None,
+        version_url=settings.ui.version_url(candidate.model_name, candidate.version),
     )
 
 

@@ -9,9 +9,9 @@ message a run reports to (:class:`ClickedMessage`). Pure data: nothing here talk
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from tasks.comparison import Metrics
 from tasks.decide import Decision
@@ -20,6 +20,8 @@ APPROVE_ACTION_ID = "approve"
 APPROVE_CANARY_ACTION_ID = "approve_canary"  # release as a canary beside production; same ActionValue as approve
 REJECT_ACTION_ID = "reject"
 ROLLBACK_ACTION_ID = "rollback"
+
+_V = TypeVar("_V", bound=BaseModel)
 
 
 class ApprovalRequest(BaseModel):
@@ -39,14 +41,20 @@ class ApprovalRequest(BaseModel):
     batches: list[str] = Field(default_factory=list, description="Data batches the candidate was trained on.")
     flow_run_url: str | None = None
     report_url: str | None = None
+    version_url: str | None = None  # the version's page on the release dashboard (ui.base_url set)
+
+
+class BadButtonValue(ValueError):
+    """A button's ``value`` that no tfrelease button carries (edited, forged or from another
+    app); the message is one line, fit to show the clicker, without the parser's details."""
 
 
 class ActionValue(BaseModel):
     """What an Approve/Approve as canary/Reject button carries back in its ``value``: compact JSON
     ``{"model":"digits","version":3}``. Parse a payload's value with ``ActionValue.parse``."""
 
-    model: str
-    version: int
+    model: str = Field(min_length=1)
+    version: int = Field(ge=1)
 
     def dump(self) -> str:
         """The button value: compact JSON, as above."""
@@ -54,18 +62,19 @@ class ActionValue(BaseModel):
 
     @classmethod
     def parse(cls, value: str) -> ActionValue:
-        """Raises pydantic.ValidationError: ``value`` is not such JSON."""
-        return cls.model_validate_json(value)
+        """Raises BadButtonValue: ``value`` is not such JSON."""
+        return _parse(cls, value, "an Approve or Reject")
 
 
 class RollbackValue(BaseModel):
     """What a Roll back button carries: the model, the version in production when the
-    button was made (``from_version``, the one rolled back from) and the version to go back
-    to (``to_version``). Compact JSON ``{"model":"digits","from_version":3,"to_version":2}``."""
+    button was made (``from_version``, the one it leaves; a click is refused once production
+    has moved since) and the version to go back to (``to_version``). Compact JSON
+    ``{"model":"digits","from_version":3,"to_version":2}``."""
 
-    model: str
-    from_version: int
-    to_version: int
+    model: str = Field(min_length=1)
+    from_version: int = Field(ge=1)
+    to_version: int = Field(ge=1)
 
     def dump(self) -> str:
         """The button value: compact JSON, as above."""
@@ -73,8 +82,17 @@ class RollbackValue(BaseModel):
 
     @classmethod
     def parse(cls, value: str) -> RollbackValue:
-        """Raises pydantic.ValidationError: ``value`` is not such JSON."""
-        return cls.model_validate_json(value)
+        """Raises BadButtonValue: ``value`` is not such JSON."""
+        return _parse(cls, value, "a Roll back")
+
+
+def _parse(kind: type[_V], value: str, button: str) -> _V:
+    """``value`` as ``kind``; pydantic's report stays out of the message (it quotes the input
+    and links to its docs), the clicker gets one line."""
+    try:
+        return kind.model_validate_json(value)
+    except ValidationError:
+        raise BadButtonValue(f"this button's value is not one tfrelease gives {button} button") from None
 
 
 class SlackMessage(BaseModel):

@@ -9,16 +9,16 @@ through :func:`run_handler`, which keeps errors from reaching Bolt (see there).
 Where a release (a canary release too) or rollback runs (see :class:`Receiver`): with a Prefect
 server, as a flow run of the ``release/release`` (a canary with ``canary=True``) or
 ``rollback/rollback`` deployment, started and not waited for; the run reports its outcome in
-the clicked message. With a server but nobody serving the deployment, as a flow run in this
-process. Without a server, the same steps run here directly.
+the clicked message. With a server but nobody serving the deployment, as a flow run in a
+separate process (``slackbot.apart``). Without a server, a release or canary runs the same
+steps in a separate process too, and a rollback (no TensorFlow, and it must be fast) here.
 
-This module imports neither TensorFlow nor Great Expectations; the release path imports
-TensorFlow inside the smoke test, after the acknowledgement.
+Neither this process nor this module ever imports TensorFlow or Great Expectations: the
+release's smoke test imports TensorFlow in its own process, after the acknowledgement.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -36,21 +36,22 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from core.orchestrator import RELEASE, ROLLBACK
 from core.settings import Settings
 from registry.errors import IllegalTransition, VersionNotFound
-from registry.lifecycle import PRODUCTION
-from registry.models import VersionStatus
+from registry.models import AuditAction, AuthorizationGrant, AuthorizedAction, VersionStatus
 from registry.store import RegistryStore
 from slackbot.announce import (
-    announce_release,
     announce_release_failure,
     announce_rollback,
     announce_rollback_failure,
     is_refusal,
 )
-from slackbot.blocks import mention
-from slackbot.client import post_ephemeral, update_message
-from slackbot.payloads import ActionValue, ClickedMessage, RollbackValue, SlackMessage
+from slackbot.apart import Ended, canary_apart, flow_apart, release_apart, run_apart
+from slackbot.blocks import mention, utc
+from slackbot.client import post_ephemeral
+from slackbot.monitoring import aware
+from slackbot.payloads import ActionValue, BadButtonValue, ClickedMessage, RollbackValue, SlackMessage
+from slackbot.posted import update_posted
+from slackbot.staleness import last_event, stale_rollback
 from slackbot.updates import approved_as_canary_update, approved_update, rejected_update, rollback_requested_update
-from slackbot.watch import announce_canary_started
 
 logger = logging.getLogger(__name__)
 
@@ -230,8 +231,9 @@ class Receiver:
         post_ephemeral(self.settings.slack, click.channel, click.user, text)
 
     def update(self, click: Click, message: SlackMessage) -> None:
-        """Replace the clicked message (never raises; a failure is logged by ``slackbot.client``)."""
-        update_message(self.settings.slack, click.channel, click.message_ts, message)
+        """Replace the clicked message, and its record when it is recorded (``slackbot.posted``);
+        never raises (a failure is logged)."""
+        update_posted(self.settings, click.channel, click.message_ts, message)
 
     @contextmanager
     def store(self) -> Iterator[RegistryStore]:
@@ -248,54 +250,48 @@ class Receiver:
 
         return reachable_prefect_api() is not None
 
-    def release(self, store: RegistryStore, click: Click, model: str, version: int, *, reason: str) -> Outcome:
-        """Release the approved ``version``; its outcome reaches the clicked message and is returned.
+    def release(self, store: RegistryStore, click: Click, model: str, version: int, *, reason: str, authorization: str) -> Outcome:
+        """Release the approved ``version`` on the clicker's grant ``authorization`` (see
+        ``registry.authorizations``); its outcome reaches the clicked message and is returned.
 
         The message first shows "approved by …, releasing…". With a Prefect server the release
         runs as a flow run (see :meth:`through_prefect`), which reports the outcome itself.
-        Without one the steps run here (``tasks.release.release_version``) and the outcome is
-        reported from here.
+        Without one the steps run in a separate process (``slackbot.apart.release_apart``), which
+        reports the outcome in the message too.
 
         Raises:
-            Whatever starting the flow run, or the steps run here, raise; see
-            ``flows.release`` and ``tasks.release``.
+            httpx.HTTPError: the Prefect server failed while the run was being created.
+            concurrent.futures.process.BrokenProcessPool: the separate process died before
+                reporting (the steps' own failures are reported and returned, see :meth:`apart`).
         """
         self.update(click, approved_update(click.message, model, version, click.user, datetime.now(UTC)))
-        parameters = {"model": model, "version": version, "actor": click.actor, "reason": reason}
+        parameters = {"model": model, "version": version, "reason": reason, "authorization": authorization}
         if (ran := self.through_prefect(click, RELEASE, parameters, f"release of {model} v{version}")) is not None:
             return ran
-        from tasks.release import release_version
+        what = f"release of {model} v{version}"
+        return self.apart(click, what, release_apart, self.settings, click.actor, click.origin, parameters)
 
-        result = release_version(store, self.settings, model, version, actor=click.actor, reason=reason)
-        announce_release(
-            self.settings, model, version, actor=click.actor, summary=result.summary,
-            previous_version=result.previous_version, origin=click.origin, run=None,
-        )
-        return Outcome(result.summary)
-
-    def canary(self, store: RegistryStore, click: Click, model: str, version: int, *, reason: str) -> Outcome:
-        """Start the approved ``version`` as a canary beside production; its outcome reaches
-        the clicked message and is returned, as for :meth:`release`.
+    def canary(self, store: RegistryStore, click: Click, model: str, version: int, *, reason: str, authorization: str) -> Outcome:
+        """Start the approved ``version`` as a canary beside production on the clicker's grant
+        ``authorization``; its outcome reaches the clicked message and is returned, as for :meth:`release`.
 
         The message first shows "approved as canary by …, starting the canary…". With a Prefect
         server the release deployment runs with ``canary=True`` (see :meth:`through_prefect`)
-        and reports itself. Without one the steps run here (``tasks.release.canary_version``:
-        checks, smoke test, serving beside production under the ``canary`` label) and the
-        message then shows "approved as canary by …, soaking until …".
+        and reports itself. Without one the steps run in a separate process
+        (``slackbot.apart.canary_apart``: checks, smoke test, serving beside production under the
+        ``canary`` label) and the message then shows "approved as canary by …, soaking until …".
 
         Raises:
-            Whatever starting the flow run, or the steps run here, raise; see
-            ``flows.release`` and ``tasks.canary``.
+            httpx.HTTPError: the Prefect server failed while the run was being created.
+            concurrent.futures.process.BrokenProcessPool: the separate process died before
+                reporting (the steps' own failures are reported and returned, see :meth:`apart`).
         """
         self.update(click, approved_as_canary_update(click.message, model, version, click.user, datetime.now(UTC)))
-        parameters = {"model": model, "version": version, "actor": click.actor, "reason": reason, "canary": True}
+        parameters = {"model": model, "version": version, "reason": reason, "canary": True, "authorization": authorization}
         if (ran := self.through_prefect(click, RELEASE, parameters, f"canary release of {model} v{version}")) is not None:
             return ran
-        from tasks.release import canary_version
-
-        result = canary_version(store, self.settings, model, version, actor=click.actor, reason=reason)
-        announce_canary_started(self.settings, result, origin=click.origin, run=None)
-        return Outcome(result.summary)
+        what = f"canary release of {model} v{version}"
+        return self.apart(click, what, canary_apart, self.settings, click.actor, click.origin, parameters)
 
     def rollback(self, store: RegistryStore, click: Click, target: RollbackValue, *, reason: str) -> Outcome:
         """Roll ``target.model`` back from ``target.from_version`` to ``target.to_version``;
@@ -303,20 +299,25 @@ class Receiver:
         for :meth:`release`.
 
         The rollback is refused as stale, under the model's lock, when production is no longer
-        ``from_version``: of two clicks on one button only one rolls back.
+        ``from_version``: of two clicks on one button only one rolls back. It runs on a grant of
+        the clicker, recorded here first (see ``registry.authorizations``).
 
         Raises:
             Whatever starting the flow run, or ``tasks.rollback.rollback_model`` run here, raise.
         """
         model, from_version, to_version = target.model, target.from_version, target.to_version
         self.update(click, rollback_requested_update(click.message, model, from_version, to_version, click.user, datetime.now(UTC)))
-        parameters = {"model": model, "actor": click.actor, "reason": reason, "to_version": to_version, "from_version": from_version}
+        granted = store.grant_authorization(_grant(click, AuthorizedAction.ROLLBACK, model, to_version, reason, from_version))
+        parameters = {
+            "model": model, "reason": reason, "to_version": to_version, "from_version": from_version, "authorization": granted.id,
+        }
         if (ran := self.through_prefect(click, ROLLBACK, parameters, f"rollback of {model} to v{to_version}")) is not None:
             return ran
         from tasks.rollback import rollback_model
 
         result = rollback_model(
-            store, self.settings, model, actor=click.actor, reason=reason, to_version=to_version, expected_from=from_version
+            store, self.settings, model, actor=click.actor, reason=reason, to_version=to_version, expected_from=from_version,
+            authorization=granted.id,
         )
         announce_rollback(
             self.settings, model, result.from_version, result.to_version, actor=click.actor, reason=reason,
@@ -330,9 +331,9 @@ class Receiver:
 
         A run of ``deployment`` is started and not waited for; the clicker is told its name and
         link (ephemerally: the message itself waits for the outcome, which the run writes).
-        When nobody serves the deployment, its flow (``self.flows[deployment]()``) runs here instead,
-        against the server, and reports the same way. ``parameters`` get the clicked message
-        as ``slack_origin``.
+        When nobody serves the deployment, its flow (``self.flows[deployment]()``) runs in a
+        separate process instead (see :meth:`apart`), against the server, and reports the same
+        way. ``parameters`` get the clicked message as ``slack_origin``.
 
         Raises:
             httpx.HTTPError: the server failed while the run was being created.
@@ -346,23 +347,43 @@ class Receiver:
         if run is not None:
             self.answer(click, f"The {what} runs as flow run {run.name} ({run.url or run.id}); this message will show its outcome.")
             return Outcome(f"{what} started as flow run {run.name}", run_id=str(run.id))
-        logger.warning("nobody serves %s: the %s runs in this process", deployment, what)
-        state = asyncio.run(self.flows[deployment]()(**parameters, return_state=True))
-        run_id = str(state.state_details.flow_run_id) if state.state_details.flow_run_id else None
-        if not state.is_completed():  # already in the clicked message, written by the flow's hook
-            error = state.result(raise_on_failure=False)
-            logger.error("%s, by %s, ended %s", what, click.actor, state.name, exc_info=error if isinstance(error, BaseException) else None)
-        return Outcome(f"{what} ran in this process: {state.message or state.name}", run_id=run_id)
+        logger.warning("nobody serves %s: the %s runs in a separate process", deployment, what)
+        return self.apart(click, what, flow_apart, self.flows[deployment], parameters, what)
+
+    def apart(self, click: Click, what: str, work: Callable[..., Ended], *args: Any) -> Outcome:
+        """Run ``work(*args)`` (a function of ``slackbot.apart``, which reports in Slack itself)
+        in a separate process and wait for it; a failure it reports is logged here (ERROR, with
+        the child's traceback) and returned as the outcome.
+
+        Raises:
+            concurrent.futures.process.BrokenProcessPool: the process died before reporting.
+        """
+        ended = run_apart(work, *args)
+        if ended.error is not None:
+            logger.error("%s, by %s, failed in its process: %s\n%s", what, click.actor, ended.error, ended.traceback or "")
+        return Outcome(ended.text, run_id=ended.run_id)
 
 
 # ---------------------------------------------------------------- the work behind each button
 
 
+def _grant(
+    click: Click, action: AuthorizedAction, model: str, version: int, reason: str, from_version: int | None = None
+) -> AuthorizationGrant:
+    """The clicker's grant of ``action`` on ``model`` ``version`` (a rollback: from ``from_version``),
+    made from the clicked message, once the receiver has checked the click (signature, channel,
+    approver): the only way a run acts as ``slack:<user>``."""
+    return AuthorizationGrant(
+        action=action, model_name=model, version=version, from_version=from_version, actor=click.actor, reason=reason,
+        slack_channel=click.channel, slack_message_ts=click.message_ts,
+    )
+
+
 def handle_approve(receiver: Receiver, click: Click) -> Outcome:
     """Approve the clicked request's version, then release it (see :meth:`Receiver.release`).
 
-    The decision is claimed with ``store.approve`` (pending_approval -> approved, one
-    transaction): of several clicks exactly one wins; any other click, and a click on a
+    The decision is claimed with ``store.approve_and_authorize`` (pending_approval -> approved
+    and the clicker's grant, one transaction): of several clicks exactly one wins; any other click, and a click on a
     version no longer pending (approved, rejected, superseded, released from the CLI), is
     answered with the version's status and changes nothing. The message then shows
     "approved by …, releasing…" (the clicker is told the flow run, when there is one), and
@@ -371,14 +392,16 @@ def handle_approve(receiver: Receiver, click: Click) -> Outcome:
     release leaves the version ``approved``.
 
     Raises:
-        pydantic.ValidationError: the button's value is not ActionValue JSON.
+        slackbot.payloads.BadButtonValue: the button's value is not ActionValue JSON.
     """
     target = ActionValue.parse(click.value)
     model, version = target.model, target.version
     if (refusal := receiver.refuses(click, model)) is not None:
         return Outcome(refusal, model, version)
     with receiver.store() as store:
-        return _approve_then(receiver, store, click, model, version, receiver.release, approved="approved", what="release")
+        return _approve_then(
+            receiver, store, click, model, version, receiver.release, AuthorizedAction.RELEASE, approved="approved", what="release"
+        )
 
 
 def handle_approve_canary(receiver: Receiver, click: Click) -> Outcome:
@@ -386,7 +409,7 @@ def handle_approve_canary(receiver: Receiver, click: Click) -> Outcome:
     :meth:`Receiver.canary`).
 
     Authorised and claimed as :func:`handle_approve`: only a version still pending approval
-    is approved (``store.approve``, one transaction; of several clicks exactly one wins), any
+    is approved (``store.approve_and_authorize``, one transaction; of several clicks exactly one wins), any
     other click is answered with the version's status and changes nothing. Before the claim,
     a canary that cannot start (``tasks.canary.check_canary``: no production version,
     monitoring that cannot tell versions apart, another canary running, damaged files) is
@@ -396,7 +419,7 @@ def handle_approve_canary(receiver: Receiver, click: Click) -> Outcome:
     start leaves the version ``approved``.
 
     Raises:
-        pydantic.ValidationError: the button's value is not ActionValue JSON.
+        slackbot.payloads.BadButtonValue: the button's value is not ActionValue JSON.
     """
     from tasks.canary import CanaryRefused, check_canary
     from tasks.integrity import VersionFilesError
@@ -417,7 +440,8 @@ def handle_approve_canary(receiver: Receiver, click: Click) -> Outcome:
             receiver.answer(click, text)
             return Outcome(text, model, version)
         return _approve_then(
-            receiver, store, click, model, version, receiver.canary, approved="approved as canary", what="canary"
+            receiver, store, click, model, version, receiver.canary, AuthorizedAction.CANARY,
+            approved="approved as canary", what="canary",
         )
 
 
@@ -428,20 +452,23 @@ def _approve_then(
     model: str,
     version: int,
     start: Callable[..., Outcome],
+    action: AuthorizedAction,
     *,
     approved: str,
     what: str,
 ) -> Outcome:
-    """Claim the decision with ``store.approve`` (of several clicks exactly one wins; the
-    others are told the version's status), then ``start`` the release or canary; a failure is
-    shown in Slack and logged, and leaves the version approved."""
+    """Claim the decision with ``store.approve_and_authorize`` (of several clicks exactly one
+    wins; the others are told the version's status): the approval and the clicker's grant of
+    ``action`` (who, when, which message) are recorded in one transaction. Then ``start`` the
+    release or canary on that grant; a failure is shown in Slack and logged, and leaves the
+    version approved."""
     reason = f"{approved} in Slack by {click.user}"
     try:
-        store.approve(model, version, actor=click.actor, reason=reason)
+        granted = store.approve_and_authorize(_grant(click, action, model, version, reason))
     except (IllegalTransition, VersionNotFound):
         return _answer_not_pending(receiver, click, store, model, version)
     try:
-        ran = start(store, click, model, version, reason=reason)
+        ran = start(store, click, model, version, reason=reason, authorization=granted.id)
     except Exception as error:
         logger.exception("%s of %s v%s, approved by %s, failed", what, model, version, click.actor)
         announce_release_failure(receiver.settings, model, version, error, step=None, origin=click.origin, run=None)
@@ -457,7 +484,7 @@ def handle_reject(receiver: Receiver, click: Click) -> Outcome:
     ephemerally and nothing changes.
 
     Raises:
-        pydantic.ValidationError: the button's value is not ActionValue JSON.
+        slackbot.payloads.BadButtonValue: the button's value is not ActionValue JSON.
     """
     from tasks.model_card import document_version
 
@@ -484,15 +511,17 @@ def handle_rollback(receiver: Receiver, click: Click) -> Outcome:
     """Roll production back from the button's ``from_version`` to its ``to_version`` (see
     :meth:`Receiver.rollback`).
 
-    A stale button (production is no longer ``from_version``, e.g. a second click) and a
-    refused rollback (target never was production, damaged files, lock held) are answered
+    A stale button (production moved since the button was made: another version, e.g. after
+    a second click, or ``from_version`` again but through a later change, where a click would
+    roll back a second step; see ``slackbot.staleness.stale_rollback``) and a refused
+    rollback (target never was production, damaged files, lock held) are answered
     ephemerally and change nothing (a refused rollback puts the message back as it was).
     Otherwise the message shows "rolling back…" (the clicker is told the flow run, when
     there is one), then "rolled back … by …", or "rollback failed" with the step and the
     error (also logged).
 
     Raises:
-        pydantic.ValidationError: the button's value is not RollbackValue JSON.
+        slackbot.payloads.BadButtonValue: the button's value is not RollbackValue JSON.
     """
     target = RollbackValue.parse(click.value)
     model, version = target.model, target.to_version
@@ -500,10 +529,8 @@ def handle_rollback(receiver: Receiver, click: Click) -> Outcome:
         return Outcome(refusal, model, version)
     reason = f"rolled back in Slack by {click.user}"
     with receiver.store() as store:
-        current = store.get_alias(model, PRODUCTION)
-        if current is None or current.version != target.from_version:
-            now = f"v{current.version}" if current is not None else "nothing"
-            text = f"This button is stale: {model} production is {now}, not v{target.from_version}. Nothing changed."
+        if (stale := stale_rollback(store, target)) is not None:
+            text = f"This button is stale: {stale}. Nothing changed."
             receiver.answer(click, text)
             return Outcome(text, model, version)
         try:
@@ -533,13 +560,17 @@ def _not_pending(store: RegistryStore, model: str, version: int) -> str:
         record = store.get_version(model, version)
     except VersionNotFound:
         return f"{model} v{version} does not exist. Nothing changed."
-    text = f"{model} v{version} is {record.status.value}, not awaiting approval"
-    events = [event for event in store.list_events(model) if event.version == version]
-    if events:
-        last = events[-1]
-        text += f" ({last.action.value} by {mention(last.actor)}: {last.reason})"
-    if record.status is VersionStatus.APPROVED:
-        text += f". To retry its release: `tfrelease release {version} --model {model}`"
+    last = last_event(store, model, version)
+    if record.status is VersionStatus.APPROVED and last is not None and last.action is AuditAction.APPROVED:
+        # The loser of a double click: the winner's release is under way (or ended in the message).
+        return (
+            f"{model} v{version} was already approved by {mention(last.actor)} at {utc(aware(last.created_at))}, "
+            f"which started its release: the message shows its progress and outcome. Nothing changed."
+        )
+    shown = "in production" if record.status is VersionStatus.PRODUCTION else record.status.value.replace("_", " ")
+    text = f"{model} v{version} is {shown}, not awaiting approval"
+    if last is not None:
+        text += f" ({last.action.value.replace('_', ' ')} by {mention(last.actor)}: {last.reason})"
     return text + ". Nothing changed."
 
 
@@ -551,9 +582,10 @@ def run_handler(handler: Callable[[Receiver, Click], Outcome], receiver: Receive
     (then the clicker is told so and nothing changes; see :meth:`Receiver.wrong_channel`).
 
     Every click leaves exactly one INFO line on this module's logger: ``click user=… action=…
-    model=… version=… [run=…] outcome=…``. An error escaping ``handler`` (a malformed button
-    value, an unreachable registry) is also logged with its traceback (ERROR) and shown to the
-    clicker, and never reaches Bolt. A payload that is not a click at all (see
+    model=… version=… [run=…] outcome=…``. A button value no tfrelease button carries is
+    answered in one line (WARNING, no traceback). Any other error escaping ``handler`` (an
+    unreachable registry) is also logged with its traceback (ERROR) and shown to the clicker
+    in one line, and never reaches Bolt. A payload that is not a click at all (see
     :class:`MalformedClick`) is refused with 400 before this runs (``slackbot.app``).
 
     Why not Bolt's ``app.error``: in Bolt 1.30, a listener that raises after ``ack()``
@@ -567,9 +599,15 @@ def run_handler(handler: Callable[[Receiver, Click], Outcome], receiver: Receive
             outcome = Outcome(f"refused: clicked in channel {click.channel}, not {receiver.settings.slack.channel}")
         else:
             outcome = handler(receiver, click)
+    except BadButtonValue as error:
+        logger.warning("refused a click by %s on %s: %s", click.actor, click.action, error)
+        text = f"This button cannot be acted on: {error}. Nothing changed."
+        post_ephemeral(receiver.settings.slack, click.channel, click.user, text)
+        outcome = Outcome(f"refused: {error}")
     except Exception as error:
         logger.exception("a Slack click could not be handled by %s", handler.__name__)
-        text = f"tfrelease could not handle this click: {type(error).__name__}: {error}"
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        text = f"tfrelease could not handle this click: {type(error).__name__}: {first_line}"
         post_ephemeral(receiver.settings.slack, click.channel, click.user, text)
         outcome = Outcome(f"failed: {type(error).__name__}")
     run = f" run={outcome.run_id}" if outcome.run_id else ""

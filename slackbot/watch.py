@@ -33,7 +33,7 @@ from core.orchestrator import FlowRunRef
 from core.settings import Settings
 from registry.store import RegistryStore
 from slackbot.announce import describe_error, failed_run_message
-from slackbot.client import post_message, update_message
+from slackbot.client import post_message
 from slackbot.monitoring import (
     MONITOR_ACTOR,
     Row,
@@ -47,6 +47,7 @@ from slackbot.monitoring import (
     monitoring_restored_message,
 )
 from slackbot.payloads import ClickedMessage, SlackMessage
+from slackbot.posted import post_recorded, refresh_messages, update_posted
 from slackbot.updates import approved_as_canary_update
 
 from tasks.watch import MonitoringBlind
@@ -68,14 +69,18 @@ def announce_monitor_rollback(
 ) -> bool:
     """The watch rolled ``model`` back from ``from_version`` to ``to_version`` by itself
     (actor ``monitor``): post why, with the figures (``rows``: figure, measured, threshold,
-    window, verdict), the PromQL ``queries``, the graph link and the run. True when Slack took it."""
-    return _post(
+    window, verdict), the PromQL ``queries``, the graph link and the run; the model's messages
+    whose Roll back buttons it made stale lose them (``slackbot.posted.refresh_messages``).
+    True when Slack took it."""
+    posted = _post(
         settings,
         lambda: monitor_rollback_message(
             model, from_version, to_version, reasons=reasons, rows=rows, queries=queries, graph_url=graph_url, run=run
         ),
         f"the automatic rollback of {model} from v{from_version} to v{to_version}",
     )
+    refresh_messages(settings, model)
+    return posted
 
 
 def announce_blind(
@@ -137,7 +142,7 @@ def announce_canary_started(
         except Exception:
             logger.exception("could not build the Slack update of the canary of %s v%s; not sent", model, version)
             return False
-        return update_message(settings.slack, origin.channel, origin.ts, message)
+        return update_posted(settings, origin.channel, origin.ts, message)
     return _post(
         settings,
         lambda: canary_started_message(
@@ -169,11 +174,15 @@ def announce_canary_promoted(
     run: FlowRunRef | None,
 ) -> bool:
     """The canary ``version`` is production now (promoted by ``actor``): posts the ``summary``
-    with a Roll back button to ``previous_version`` (when there is one). True when Slack took it."""
+    with a Roll back button to ``previous_version`` (when there is one), recorded as the
+    version's message, once the model's messages it made stale are brought up to date
+    (``slackbot.posted.refresh_messages``). True when Slack took it."""
+    refresh_messages(settings, model)
     return _post(
         settings,
         lambda: canary_promoted_message(model, version, previous_version, actor=actor, summary=summary, run=run),
         f"the promoted canary of {model} v{version}",
+        record=(model, version),
     )
 
 
@@ -272,14 +281,19 @@ def _queries(outcome: WatchOutcome) -> dict[str, str]:
     return queries
 
 
-def _post(settings: Settings, build: Callable[[], SlackMessage], what: str) -> bool:
-    """Build the message and post it to the channel; True when Slack took it. A message that
-    cannot be built (e.g. a model name so long a block id passes 255) is logged, not raised."""
+def _post(
+    settings: Settings, build: Callable[[], SlackMessage], what: str, *, record: tuple[str, int] | None = None
+) -> bool:
+    """Build the message and post it to the channel (recorded as the message of ``record``,
+    a model and version, when given); True when Slack took it. A message that cannot be built
+    (e.g. a model name so long a block id passes 255) is logged, not raised."""
     try:
         message = build()
     except Exception:
         logger.exception("could not build the Slack message of %s; not sent", what)
         return False
+    if record is not None:
+        return post_recorded(settings, *record, message) is not None
     return post_message(settings.slack, message) is not None
 
 

@@ -106,10 +106,12 @@ def start_canary(
     reason: str,
     soak_seconds: float | None = None,
     flow_run_id: str | None = None,
+    authorization: str | None = None,
 ) -> CanaryResult:
     """Under the model's lock: load ``version`` beside production with the ``canary`` label
     (TF Serving's two-step push: load, then label), then record it as the model's canary for
-    ``soak_seconds`` (default: the model's ``monitoring.canary_soak``).
+    ``soak_seconds`` (default: the model's ``monitoring.canary_soak``). ``authorization`` (a
+    human's grant, see ``registry.authorizations``) is used up by that record, in its transaction.
 
     Raises:
         CanaryRefused: as :func:`check_canary`, checked again under the lock.
@@ -134,7 +136,8 @@ def start_canary(
             model,
             served,
             lambda: store.start_canary(
-                model, version, actor=actor, reason=reason, soak_seconds=soak, flow_run_id=flow_run_id
+                model, version, actor=actor, reason=reason, soak_seconds=soak, flow_run_id=flow_run_id,
+                authorization=authorization,
             ),
             holder=holder,
             purpose=f"canary of {model} version {version}",

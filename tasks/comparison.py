@@ -2,6 +2,9 @@
 
 The decision (``tasks.decide``) reads the same figures. Renderers only format: which metrics are
 compared, how a change is signed and which class's recall fell furthest is decided here once.
+:func:`paired_comparison` tests the changes example by example (``tasks.significance``); the
+decision records those tests, and renderers show each change with its interval from that record
+(:meth:`PairedComparison.test_of`), never recomputing it.
 """
 
 from __future__ import annotations
@@ -9,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
+
+from tasks.significance import PairedTest, paired_test
 
 # (metrics key, label people read, lower is better): the headline figures, in this order.
 SUMMARY_METRICS: tuple[tuple[str, str, bool], ...] = (
@@ -27,6 +32,30 @@ class Metrics(BaseModel):
     macro_f1: float = Field(ge=0, le=1)
     per_class_recall: list[float] = Field(description="Recall of class k at index k.")
     examples: int = Field(gt=0, description="Number of held-out examples scored.")
+    confusion_matrix: list[list[int]] | None = Field(
+        default=None,
+        description="Counts [true class][predicted class] over the held-out set; None for versions scored before it was kept.",
+    )
+    predictions: list[int] | None = Field(
+        default=None,
+        description="Predicted class of each held-out example, int [examples] in the held-out set's row order; "
+        "None for versions scored before it was kept.",
+    )
+    labels: list[int] | None = Field(
+        default=None,
+        description="True class of each held-out example, int [examples], same order; set exactly when predictions is.",
+    )
+
+    @model_validator(mode="after")
+    def _one_entry_per_example(self) -> Metrics:
+        if (self.predictions is None) != (self.labels is None):
+            raise ValueError("predictions and labels are recorded together or not at all")
+        if self.predictions is not None and not len(self.predictions) == len(self.labels) == self.examples:
+            raise ValueError(
+                f"predictions and labels need one entry per example ({self.examples}); "
+                f"got {len(self.predictions)} and {len(self.labels)}"
+            )
+        return self
 
 
 class MetricChange(BaseModel):
@@ -94,6 +123,59 @@ def compare(candidate: Metrics | Mapping[str, Any] | None, baseline: Metrics | M
         has_baseline=baseline is not None,
         same_classes=baseline is not None and len(new_recall) == len(old_recall),
     )
+
+
+class PairedComparison(BaseModel):
+    """Candidate against baseline example by example, on the same held-out examples
+    (:func:`paired_comparison`)."""
+
+    accuracy: PairedTest = Field(description="Over every held-out example.")
+    recall: list[PairedTest | None] = Field(
+        description="Class k's recall at index k, over the examples of class k; None for a class with no example."
+    )
+
+    def test_of(self, figure: MetricChange) -> PairedTest | None:
+        """The test behind ``figure`` (accuracy, or a class's recall), or None when it has none."""
+        if figure.key == "accuracy":
+            return self.accuracy
+        if figure.class_index is not None and figure.class_index < len(self.recall):
+            return self.recall[figure.class_index]
+        return None
+
+
+def unpaired_reason(candidate: Metrics, baseline: Metrics) -> str | None:
+    """Why ``candidate`` and ``baseline`` cannot be compared example by example, or None when
+    they can (both recorded their per-example predictions, on the same examples)."""
+    missing = [who for who, metrics in (("the candidate", candidate), ("the baseline", baseline)) if metrics.predictions is None]
+    if missing:
+        return f"no per-example predictions are recorded for {' and '.join(missing)} (scored before they were kept)"
+    if candidate.labels != baseline.labels:
+        return "the candidate and the baseline were not scored on the same held-out examples"
+    return None
+
+
+def paired_comparison(candidate: Metrics, baseline: Metrics, confidence_level: float) -> PairedComparison:
+    """Test the candidate's change of accuracy, and of each class's recall, against the
+    baseline's on the same examples (``tasks.significance.paired_test``: McNemar's exact test,
+    Newcombe's interval at ``confidence_level``). Classes are ``0..len(candidate.per_class_recall)-1``.
+
+    Raises:
+        ValueError: :func:`unpaired_reason` gives a reason (its text is the message), or
+            ``confidence_level`` is not in (0, 1).
+    """
+    import numpy as np
+
+    reason = unpaired_reason(candidate, baseline)
+    if reason is not None:
+        raise ValueError(reason)
+    labels = np.asarray(candidate.labels, dtype=np.int64)
+    new = np.asarray(candidate.predictions, dtype=np.int64) == labels  # bool [examples]
+    old = np.asarray(baseline.predictions, dtype=np.int64) == labels
+    recall = []
+    for k in range(len(candidate.per_class_recall)):
+        of_class = labels == k
+        recall.append(paired_test(new[of_class], old[of_class], confidence_level) if of_class.any() else None)
+    return PairedComparison(accuracy=paired_test(new, old, confidence_level), recall=recall)
 
 
 def _as_dict(metrics: Metrics | Mapping[str, Any] | None) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """What the doctor reports: the kinds of drift, the repair each proposes, the names it checks.
 
 A :class:`Drift` is one disagreement between the registry (the source of truth), the model
-store and TF Serving's ``models.config``, or a lease in the registry that no process holds any
-more. It is found by :mod:`tasks.model_store_drift`, :mod:`tasks.serving_drift` and
+store, TF Serving's ``models.config`` and (when its gRPC address is set) the running TF
+Serving, or a lease in the registry that no process holds any more. It is found by :mod:`tasks.model_store_drift`, :mod:`tasks.serving_drift` and
 ``tasks.doctor`` (leases), gathered by ``tasks.doctor.find_drift`` and, when ``safe``, carried
 out by ``tasks.doctor.repair``. Plain data; no I/O.
 """
@@ -41,6 +41,8 @@ class DriftKind(StrEnum):
     MISSING_FOLDER = "missing_folder"  # the registry says files exist; the folder does not
     SERVING_CONFIG = "serving_config"  # models.config differs from what the registry would serve
     STALE_LEASE = "stale_lease"  # a model lock whose holder is gone, or that expired and was never released
+    NOT_SERVED = "not_served"  # the registry's production version is not AVAILABLE in the running TF Serving
+    SERVING_UNREACHABLE = "serving_unreachable"  # serving.grpc_address set, but TF Serving did not answer
 
 
 class RepairAction(StrEnum):
@@ -81,9 +83,10 @@ NOT_CHECKED = RetrainLock(RetrainState.UNKNOWN)
 
 @dataclass(frozen=True)
 class Drift:
-    """One disagreement between the registry and the disk.
+    """One disagreement between the registry and the disk (or the running TF Serving).
 
-    ``model`` is ``"*"`` when the whole ``models.config`` is unreadable, and the lock's name
+    ``model`` is ``"*"`` when the whole ``models.config`` is unreadable or the running TF
+    Serving cannot be reached, and the lock's name
     for a stale lease (``"*models.config*"`` for the lock of that file, ``tasks.serving.CONFIG_LOCK``);
     ``version`` is None for drifts about a model's serving entry or lock, or a folder name that
     is no version. ``repair`` says in words what would fix it; ``action`` is what

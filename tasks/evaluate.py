@@ -37,14 +37,18 @@ def compute_metrics(probabilities: np.ndarray, labels: np.ndarray) -> Metrics:
 
     Returns:
         ``Metrics`` with ``per_class_recall`` of length ``classes`` (recall of class k at
-        index k) and ``examples`` = number of rows.
+        index k), ``examples`` = number of rows, ``confusion_matrix`` int [classes, classes]
+        (scikit-learn's ``confusion_matrix``: row = true class, column = predicted class), and
+        ``predictions`` and ``labels``, int [examples] each in row order (the predicted and
+        the true class of each example: what a paired test against another model on the
+        same rows needs, ``tasks.comparison.paired_comparison``).
 
     Raises:
         ValueError: the shapes disagree (probabilities not 2-D, or labels not 1-D with one
             entry per row), there are no examples, or a label is outside [0, classes).
     """
     # scikit-learn's metrics take seconds to import; only scoring pays for them.
-    from sklearn.metrics import accuracy_score, f1_score, recall_score
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
     probabilities = np.asarray(probabilities, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
@@ -64,6 +68,9 @@ def compute_metrics(probabilities: np.ndarray, labels: np.ndarray) -> Metrics:
             float(r) for r in recall_score(labels, predicted, labels=every_class, average=None, zero_division=0)
         ],
         examples=int(labels.size),
+        confusion_matrix=confusion_matrix(labels, predicted, labels=every_class).tolist(),
+        predictions=predicted.tolist(),
+        labels=labels.tolist(),
     )
 
 

@@ -36,6 +36,7 @@ def switch_to_version(
     flow_run_id: str | None = None,
     decision: Decision | None = None,
     expected_production: int | None | object = _ANY,
+    authorization: str | None = None,
 ) -> int | None:
     """Under the model's lock: point TF Serving at ``version`` (``stable``; the old production
     stays loaded as ``previous``), then record the promotion in the registry.
@@ -47,6 +48,8 @@ def switch_to_version(
     A release whose version is rejected and ``force`` is set is logged as force_released.
     With ``expected_production`` (the baseline an automatic decision was made against,
     None for "no production"), the switch is refused when production moved meanwhile.
+    ``authorization`` (a human's grant, see ``registry.authorizations``) is used up by the
+    registry's record of the promotion, in its transaction.
 
     Raises:
         BaselineChanged: production is no longer ``expected_production``; nothing changed.
@@ -78,6 +81,7 @@ def switch_to_version(
                 flow_run_id=flow_run_id,
                 force=force,
                 decision=decision.model_dump(mode="json") if decision else None,
+                authorization=authorization,
             ),
             holder=holder,
             purpose=f"release of {model} version {version}",

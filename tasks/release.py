@@ -83,17 +83,25 @@ def smoke_test_version(settings: Settings, record: ModelVersionRecord) -> Metric
 
 
 def release_version(
-    store: RegistryStore, settings: Settings, model: str, version: int, *, actor: str, reason: str
+    store: RegistryStore,
+    settings: Settings,
+    model: str,
+    version: int,
+    *,
+    actor: str,
+    reason: str,
+    authorization: str | None = None,
 ) -> ReleaseResult:
     """The release flow's steps without Prefect: :func:`check_release`, :func:`smoke_test_version`,
-    :func:`switch_to_version` (for the Slack receiver when no Prefect server answers).
+    :func:`switch_to_version` (for the Slack receiver when no Prefect server answers), using up
+    ``authorization`` (the clicker's grant) with the promotion.
 
     Raises:
         whatever those steps raise; nothing changed then.
     """
     record = check_release(store, model, version, force=False)
     metrics = smoke_test_version(settings, record)
-    previous = switch_to_version(store, settings, model, version, actor=actor, reason=reason)
+    previous = switch_to_version(store, settings, model, version, actor=actor, reason=reason, authorization=authorization)
     return ReleaseResult(model=model, version=version, previous_version=previous, actor=actor, accuracy=metrics.accuracy)
 
 
@@ -107,10 +115,11 @@ def canary_version(
     reason: str,
     soak_seconds: float | None = None,
     flow_run_id: str | None = None,
+    authorization: str | None = None,
 ) -> CanaryResult:
     """A canary release's steps without Prefect: :func:`tasks.canary.check_canary`,
     :func:`smoke_test_version`, :func:`tasks.canary.start_canary` (for the Slack receiver when
-    no Prefect server answers, and the release flow's canary branch).
+    no Prefect server answers), using up ``authorization`` (the clicker's grant) with the start.
 
     Raises:
         whatever those steps raise; nothing changed then.
@@ -118,7 +127,8 @@ def canary_version(
     record = check_canary(store, settings, model, version)
     smoke_test_version(settings, record)
     return start_canary(
-        store, settings, model, version, actor=actor, reason=reason, soak_seconds=soak_seconds, flow_run_id=flow_run_id
+        store, settings, model, version, actor=actor, reason=reason, soak_seconds=soak_seconds,
+        flow_run_id=flow_run_id, authorization=authorization,
     )
 
 

@@ -52,9 +52,10 @@ def finish_interrupted(
     The undecided candidate (:func:`undecided_candidate`) is decided exactly as its own run
     would have: its recorded metrics against the baseline metrics recorded with it, under
     today's policy, carried out by ``tasks.release.act_on_decision`` (an automatic promotion
-    still requires production to be that baseline, else a human is asked). Then the model
-    card of the production version, when it disagrees with the registry, is rewritten with its
-    CHANGELOG line (:func:`stale_cards`).
+    still requires production to be that baseline, else a human is asked; a candidate recorded
+    before per-example predictions were kept cannot be tested against its baseline, and a human
+    is asked too). Then the model card of the production version, when it disagrees with the
+    registry, is rewritten with its CHANGELOG line (:func:`stale_cards`).
 
     Returns:
         One line per thing finished, or None when nothing was left.

@@ -47,6 +47,7 @@ def rollback_model(
     to_version: int | None = None,
     expected_from: int | None = None,
     flow_run_id: str | None = None,
+    authorization: str | None = None,
 ) -> RollbackResult:
     """Roll ``model`` back to ``to_version``, by default the ``previous`` alias.
 
@@ -54,8 +55,9 @@ def rollback_model(
     rollback is refused when production has moved since. Under the model's lock: the target
     must have been production before (a ``promoted``
     event names it) and its files must be intact; then TF Serving is switched to it and the
-    registry records the rollback (the old production becomes ``rolled_back``). If the
-    registry refuses, serving is switched back.
+    registry records the rollback (the old production becomes ``rolled_back``), using up
+    ``authorization`` (a human's grant, see ``registry.authorizations``) in that transaction.
+    If the registry refuses, serving is switched back.
 
     Raises:
         StaleRollback: production is no longer ``expected_from``.
@@ -65,6 +67,8 @@ def rollback_model(
         registry.errors.VersionNotFound: ``to_version`` does not exist.
         registry.errors.IllegalTransition: the target's status cannot return to production
             (e.g. its files were deleted by retention).
+        registry.errors.AuthorizationRefused: ``authorization`` does not allow this rollback;
+            serving was switched back.
         tasks.serving_reload.ServingReloadError: TF Serving refused or failed to load the
             target; config restored, registry unchanged.
     """
@@ -96,7 +100,10 @@ def rollback_model(
             settings,
             model,
             served_model(model, settings.model_store, target.version, None),
-            lambda: store.rollback(model, actor=actor, reason=reason, flow_run_id=flow_run_id, to_version=target.version),
+            lambda: store.rollback(
+                model, actor=actor, reason=reason, flow_run_id=flow_run_id, to_version=target.version,
+                authorization=authorization,
+            ),
             holder=holder,
             purpose=f"rollback of {model}",
         )

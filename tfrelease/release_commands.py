@@ -2,14 +2,16 @@
 
 Each release or rollback starts a run of the served Prefect deployment when a server answers
 and a runner or worker serves it (``--wait`` follows the run); otherwise the work runs in this
-process. ``rollback`` imports neither TensorFlow nor Prefect unless it runs a flow: an
-orchestrator outage never blocks a rollback. ``tfrelease.cli`` registers the commands.
+process. Either way it first records the command line user's authorization in the registry
+(``registry.authorizations``: the OS account of this process, what it may do and why), and the
+run acts on that grant alone. ``rollback`` imports neither TensorFlow nor Prefect unless it runs
+a flow: an orchestrator outage never blocks a rollback. ``tfrelease.cli`` registers the commands.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -25,6 +27,10 @@ from tfrelease.console import (
     tracebacks_to_the_run_log_only,
     version_or_exit,
 )
+
+if TYPE_CHECKING:
+    from registry.models import AuthorizedAction
+    from registry.store import RegistryStore
 
 WaitOption = Annotated[
     bool, typer.Option("--wait", help="When the run goes to a served deployment, wait for it to end and print the outcome.")
@@ -84,6 +90,26 @@ def launch(settings: Settings, url: str | None, deployment: str, parameters: dic
     return True
 
 
+def _authorize(store: RegistryStore, action: AuthorizedAction, name: str, version: int, *, reason: str, **grant: Any) -> str:
+    """Record that the command line user (:func:`tfrelease.console.actor`) authorises ``action``
+    on ``name`` ``version`` for ``reason`` (``grant``: ``force``, a rollback's ``from_version``);
+    returns the grant's id, the ``authorization`` parameter of the run that acts on it.
+
+    Raises:
+        typer.Exit: code 2 when the registry refuses the grant (e.g. a blank reason); the
+            reason is printed on one line.
+    """
+    from registry.models import AuthorizationGrant
+
+    try:
+        return store.grant_authorization(
+            AuthorizationGrant(action=action, model_name=name, version=version, actor=actor(), reason=reason, **grant)
+        ).id
+    except ValueError as error:
+        errors.print(f"{error}", style="red", highlight=False)
+        raise typer.Exit(2) from None
+
+
 def _run_release(
     settings: Settings,
     name: str,
@@ -96,16 +122,20 @@ def _run_release(
     soak_seconds: float | None = None,
 ) -> None:
     """Release ``name`` version ``version`` (as a canary soaking ``soak_seconds`` with
-    ``canary``): through the served release deployment (see :func:`launch`), else by running
-    the release flow here and printing its summary.
+    ``canary``) on the command line user's authorization (see :func:`_authorize`): through the
+    served release deployment (see :func:`launch`), else by running the release flow here and
+    printing its summary.
 
     Raises:
         typer.Exit: code 1 when the release failed (nothing changed) or a followed run did not complete.
     """
     from core.orchestrator import RELEASE, configure_prefect, reachable_prefect_api, start_temporary_server
+    from registry.models import AuthorizedAction
 
     configure_prefect(settings)
-    parameters: dict[str, Any] = {"model": name, "version": version, "actor": actor(), "reason": reason, "force": force}
+    action = AuthorizedAction.CANARY if canary else AuthorizedAction.RELEASE
+    granted = _authorize(open_store(settings), action, name, version, reason=reason, force=force)
+    parameters: dict[str, Any] = {"model": name, "version": version, "reason": reason, "force": force, "authorization": granted}
     if canary:
         parameters.update(canary=True, soak_seconds=soak_seconds)
     what = f"{'canary release' if canary else 'release'} of {name} version {version}"
@@ -241,6 +271,7 @@ def rollback(
 
     from registry.errors import RegistryError
     from registry.lifecycle import PREVIOUS, PRODUCTION
+    from registry.models import AuthorizedAction
     from tasks.rollback import RollbackRefused, StaleRollback, rollback_model
     from tasks.serving_config import ServingConfigError
     from tasks.serving_reload import ServingReloadError
@@ -276,8 +307,9 @@ def rollback(
 
     from core.orchestrator import ROLLBACK, reachable_prefect_api
 
+    granted = _authorize(store, AuthorizedAction.ROLLBACK, name, target.version, reason=reason, from_version=leaving)
     parameters = {
-        "model": name, "actor": actor(), "reason": reason, "to_version": target.version, "from_version": leaving,
+        "model": name, "reason": reason, "to_version": target.version, "from_version": leaving, "authorization": granted,
     }
     url = reachable_prefect_api()
     if launch(settings, url, ROLLBACK, parameters, f"rollback of {name}", wait=wait):
@@ -291,7 +323,8 @@ def rollback(
             result = state.result()  # raises the flow's error, handled below; the flow told Slack
         else:
             result = rollback_model(
-                store, settings, name, actor=actor(), reason=reason, to_version=target.version, expected_from=leaving
+                store, settings, name, actor=actor(), reason=reason, to_version=target.version, expected_from=leaving,
+                authorization=granted,
             )
             if settings.slack.enabled:  # imported only then: the rollback path stays light
                 from slackbot.announce import announce_rollback

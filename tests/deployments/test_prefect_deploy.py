@@ -89,7 +89,7 @@ def test_prefect_deploy_all_then_a_process_worker_runs_the_rollback(prefect_serv
     ]
 
     flow_run = asyncio.run(
-        trigger(api_url, rollback.id, {"model": "digits", "actor": "pytest", "reason": "deploy smoke test"})
+        trigger(api_url, rollback.id, {"model": "digits", "reason": "deploy smoke test"})
     )
 
     # Started outside the repository: only the pull step can make flows/rollback.py importable.

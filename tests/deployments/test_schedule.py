@@ -69,9 +69,13 @@ def test_one_nightly_deployment_per_model_plus_release_and_rollback(settings):
         assert on_demand.schedules == []
         assert on_demand.parameters == {}
         assert on_demand.concurrency_limit is None
-    # Their required parameters are supplied at run time: the schema says which.
-    assert set(deployments["release"]._parameter_openapi_schema.required) == {"model", "version", "actor", "reason"}
-    assert set(deployments["rollback"]._parameter_openapi_schema.required) == {"model", "actor", "reason"}
+    # Their required parameters are supplied at run time: the schema says which. Who acts is not
+    # one of them: it comes from the run's authorization, or is the Prefect UI run itself.
+    for name, required in (("release", {"model", "version"}), ("rollback", {"model"})):
+        schema = deployments[name]._parameter_openapi_schema
+        assert set(schema.required) == required
+        assert "authorization" in schema.properties and "actor" not in schema.properties
+        assert "prefect-ui:<flow run id>" in deployments[name].description
 
 
 def test_a_watch_deployment_every_minute_for_each_monitored_model_only(settings):

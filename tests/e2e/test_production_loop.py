@@ -25,6 +25,7 @@ from uuid import UUID
 
 import pytest
 
+from registry.models import AuthorizationRecord
 from registry.store import RegistryStore
 from slackbot.payloads import ActionValue, MessageRef, RollbackValue, SlackMessage
 from slackbot.posted import posted_message
@@ -104,6 +105,14 @@ class Loop:
         try:
             record = store.get_alias("digits", "production")
             return record.version if record else None
+        finally:
+            store.close()
+
+    def grant(self, run: Any) -> AuthorizationRecord:
+        """The authorization ``run`` (a release or rollback flow run) acted on: who, why, which message."""
+        store = RegistryStore.open(self.registry_url)
+        try:
+            return store.get_authorization(run.parameters["authorization"])
         finally:
             store.close()
 
@@ -201,7 +210,9 @@ def test_a_night_asks_slack_an_approve_click_releases_and_a_roll_back_click_rest
     first = wait_until(lambda: loop.updates(), 30, loop.tails)[0]
     assert first["ts"] == request.ts and "approved by <@UALICE>" in first["text"] and not first["text"].startswith("digits v2 released")
     (release_run,) = wait_until(lambda: loop.runs_of(RELEASE), 30, loop.tails)  # started after that first update
-    assert release_run.parameters["actor"] == "slack:UALICE" and release_run.parameters["slack_origin"]["ts"] == request.ts
+    assert "actor" not in release_run.parameters and release_run.parameters["slack_origin"]["ts"] == request.ts
+    granted = loop.grant(release_run)  # recorded by the receiver, with the approval, before the run started
+    assert (granted.actor, granted.slack_channel, granted.slack_message_ts) == ("slack:UALICE", request.channel, request.ts)
     # The clicker is told the run at once, with its link in the Prefect UI.
     run_url = f"{loop.server.api_url.removesuffix('/api')}/runs/flow-run/{release_run.id}"
     (told,) = wait_until(lambda: loop.standin.calls("chat.postEphemeral"), 30, loop.tails)
@@ -214,6 +225,7 @@ def test_a_night_asks_slack_an_approve_click_releases_and_a_roll_back_click_rest
     assert loop.config() == [((1, 2), {"stable": 2, "previous": 1})]
     (promoted,) = [e for e in loop.events("promoted") if e.version == 2]
     assert promoted.actor == "slack:UALICE" and promoted.flow_run_id == str(release_run.id)
+    assert loop.grant(release_run).used_at == promoted.created_at  # used once, by the promotion's transaction
 
     # Roll back, from the button on the updated message: the rollback deployment restores version 1.
     (button,) = [e for b in released["blocks"] if b["type"] == "actions" for e in b["elements"]]
@@ -238,7 +250,7 @@ def test_a_night_asks_slack_an_approve_click_releases_and_a_roll_back_click_rest
     )
     assert done.returncode == 0, done.stdout + done.stderr + loop.tails()
     assert "rollback of digits started as flow run " in done.stdout and "digits production is version 2" in done.stdout
-    cli_runs = [run for run in loop.runs_of(ROLLBACK) if run.parameters["actor"].startswith("cli:")]
+    cli_runs = [run for run in loop.runs_of(ROLLBACK) if loop.grant(run).actor.startswith("cli:")]
     assert len(cli_runs) == 1 and cli_runs[0].state.is_completed() and str(cli_runs[0].id) in done.stdout
     assert loop.production() == 2 and loop.config() == [((2,), {"stable": 2})]
     announced = loop.standin.calls("chat.postMessage")[-1].body["text"]

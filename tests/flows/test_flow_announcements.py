@@ -11,7 +11,7 @@ import pytest
 from registry.store import RegistryStore
 from slackbot.payloads import ClickedMessage, SlackMessage
 from tasks.promotion import switch_to_version
-from tests.flows.test_release_rollback import register_copy
+from tests.flows.test_release_rollback import authorize, register_copy
 from tests.slack.standin import SlackStandin
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -55,7 +55,8 @@ def test_a_release_started_by_a_click_reports_in_the_clicked_message(slack_setti
     v1, v2 = register_copy(store, slack_settings, exported_digits), register_copy(store, slack_settings, exported_digits)
     switch_to_version(store, slack_settings, "digits", v1, actor="test", reason="setup")
 
-    state = run(release, model="digits", version=v2, actor="slack:UALICE", reason="approved", slack_origin=CLICKED)
+    granted = authorize(store, "release", v2, actor="slack:UALICE", reason="approved", origin=CLICKED)
+    state = run(release, model="digits", version=v2, authorization=granted, slack_origin=CLICKED)
 
     assert state.is_completed(), state.message
     assert state.result().previous_version == v1
@@ -77,7 +78,8 @@ def test_a_release_started_elsewhere_posts_a_message_with_a_roll_back_button(sla
     v1, v2 = register_copy(store, slack_settings, exported_digits), register_copy(store, slack_settings, exported_digits)
     switch_to_version(store, slack_settings, "digits", v1, actor="test", reason="setup")
 
-    assert run(release, model="digits", version=v2, actor="cli:bob", reason="fixed").is_completed()
+    granted = authorize(store, "release", v2, actor="cli:bob", reason="fixed")
+    assert run(release, model="digits", version=v2, authorization=granted).is_completed()
 
     (posted,) = [call.body for call in slack_standin.calls("chat.postMessage")]
     assert posted["text"] == f"digits v{v2} released to production by cli:bob"
@@ -91,8 +93,9 @@ def test_a_failed_release_names_its_step_in_the_clicked_message_or_a_new_one(sla
     store = RegistryStore.open(slack_settings.registry_url)
     version = register_copy(store, slack_settings, exported_digits, accuracy=0.5)  # the smoke test will disagree
 
-    clicked = run(release, model="digits", version=version, actor="slack:UALICE", reason="approved", slack_origin=CLICKED)
-    elsewhere = run(release, model="digits", version=version, actor="cli:bob", reason="try")
+    by_click = authorize(store, "release", version, actor="slack:UALICE", reason="approved", origin=CLICKED)
+    clicked = run(release, model="digits", version=version, authorization=by_click, slack_origin=CLICKED)
+    elsewhere = run(release, model="digits", version=version, authorization=authorize(store, "release", version, actor="cli:bob", reason="try"))
 
     assert clicked.is_failed() and elsewhere.is_failed()
     (update,) = [call.body for call in slack_standin.calls("chat.update")]
@@ -113,9 +116,8 @@ def test_a_refused_rollback_from_a_click_is_told_to_the_clicker_only(slack_setti
         switch_to_version(store, slack_settings, "digits", version, actor="test", reason="setup")
     events = len(store.list_events("digits"))
 
-    state = run(
-        rollback, model="digits", actor="slack:UALICE", reason="stale button", to_version=v1, from_version=v1, slack_origin=CLICKED
-    )
+    granted = authorize(store, "rollback", v1, from_version=v1, actor="slack:UALICE", reason="stale button", origin=CLICKED)
+    state = run(rollback, model="digits", to_version=v1, from_version=v1, authorization=granted, slack_origin=CLICKED)
 
     assert state.is_failed()
     (answer,) = [call.body for call in slack_standin.calls("chat.postEphemeral")]
@@ -132,9 +134,8 @@ def test_a_rollback_started_by_a_click_reports_in_the_clicked_message(slack_sett
     for version in (v1, v2):
         switch_to_version(store, slack_settings, "digits", version, actor="test", reason="setup")
 
-    state = run(
-        rollback, model="digits", actor="slack:UALICE", reason="latency", to_version=v1, from_version=v2, slack_origin=CLICKED
-    )
+    granted = authorize(store, "rollback", v1, from_version=v2, actor="slack:UALICE", reason="latency", origin=CLICKED)
+    state = run(rollback, model="digits", to_version=v1, from_version=v2, authorization=granted, slack_origin=CLICKED)
 
     assert state.is_completed(), state.message
     (update,) = [call.body for call in slack_standin.calls("chat.update")]
@@ -152,9 +153,8 @@ def test_a_rollback_refused_for_a_damaged_target_puts_the_clicked_message_back(s
         switch_to_version(store, slack_settings, "digits", version, actor="test", reason="setup")
     (slack_settings.model_store / "digits" / str(v1) / "saved_model.pb").write_bytes(b"tampered")
 
-    state = run(
-        rollback, model="digits", actor="slack:UALICE", reason="latency", to_version=v1, from_version=v2, slack_origin=CLICKED
-    )
+    granted = authorize(store, "rollback", v1, from_version=v2, actor="slack:UALICE", reason="latency", origin=CLICKED)
+    state = run(rollback, model="digits", to_version=v1, from_version=v2, authorization=granted, slack_origin=CLICKED)
 
     assert state.is_failed() and store.get_alias("digits", "production").version == v2
     (answer,) = [call.body for call in slack_standin.calls("chat.postEphemeral")]

@@ -53,6 +53,22 @@ def register_copy(store: RegistryStore, settings, exported: Path, *, accuracy: f
     return record.version
 
 
+def authorize(
+    store: RegistryStore, action: str, version: int, *, actor: str = "cli:alice", reason: str = "test release",
+    origin=None, **grant,
+) -> str:
+    """Grant ``actor`` the ``action`` (release, canary, rollback) of digits ``version`` as the CLI
+    or the Slack receiver does (``origin``: the clicked ClickedMessage); the grant's id."""
+    from registry.models import AuthorizationGrant, AuthorizedAction
+
+    slack = {"slack_channel": origin.channel, "slack_message_ts": origin.ts} if origin is not None else {}
+    return store.grant_authorization(
+        AuthorizationGrant(
+            action=AuthorizedAction(action), model_name="digits", version=version, actor=actor, reason=reason, **slack, **grant
+        )
+    ).id
+
+
 def state_of(store: RegistryStore, settings) -> dict:
     production, previous = store.get_alias("digits", "production"), store.get_alias("digits", "previous")
     return {
@@ -83,8 +99,8 @@ def test_release_then_rollback_then_release_again_through_the_flows(settings, ex
         assert state.is_completed(), state.result(raise_on_failure=False)
         return state
 
-    run(release_flow, model="digits", version=v1, actor="cli:alice", reason="first")
-    run(release_flow, model="digits", version=v2, actor="cli:alice", reason="better")
+    run(release_flow, model="digits", version=v1, authorization=authorize(store, "release", v1, reason="first"))
+    run(release_flow, model="digits", version=v2, authorization=authorize(store, "release", v2, reason="better"))
     assert state_of(store, settings) | {"events": None} == {
         "statuses": {1: "archived", 2: "production", 3: "registered"},
         "production": 2, "previous": 1,
@@ -92,7 +108,8 @@ def test_release_then_rollback_then_release_again_through_the_flows(settings, ex
         "events": None,
     }
 
-    result = run(rollback_flow, model="digits", actor="slack:U42", reason="latency spike").result()
+    granted = authorize(store, "rollback", v1, from_version=v2, actor="slack:U42", reason="latency spike")
+    result = run(rollback_flow, model="digits", to_version=v1, from_version=v2, authorization=granted).result()
     assert (result.from_version, result.to_version) == (2, 1)
     assert state_of(store, settings) | {"events": None} == {
         "statuses": {1: "production", 2: "rolled_back", 3: "registered"},
@@ -101,7 +118,7 @@ def test_release_then_rollback_then_release_again_through_the_flows(settings, ex
         "events": None,
     }
 
-    run(release_flow, model="digits", version=v3, actor="cli:bob", reason="fixed")
+    run(release_flow, model="digits", version=v3, authorization=authorize(store, "release", v3, actor="cli:bob", reason="fixed"))
     assert state_of(store, settings) | {"events": None} == {
         "statuses": {1: "archived", 2: "rolled_back", 3: "production"},
         "production": 3, "previous": 1,
@@ -120,6 +137,13 @@ def test_release_then_rollback_then_release_again_through_the_flows(settings, ex
     ]
     rolled_back = [e for e in store.list_events("digits") if e.action.value == "rolled_back"][0]
     assert rolled_back.reason == "latency spike" and rolled_back.flow_run_id
+    # Each grant was used once, by the flow run whose change it authorised, in that change's transaction.
+    grants = store.list_authorizations("digits")
+    assert [(g.action.value, g.version, g.actor) for g in grants] == [
+        ("release", 1, "cli:alice"), ("release", 2, "cli:alice"), ("rollback", 1, "slack:U42"), ("release", 3, "cli:bob"),
+    ]
+    assert grants[2].flow_run_id == rolled_back.flow_run_id and grants[2].used_at == rolled_back.created_at
+    assert all(g.used_at is not None and g.flow_run_id for g in grants)
 
 
 @pytest.mark.parametrize("damage", ["variables deleted", "saved_model.pb changed", "folder missing"])
@@ -242,6 +266,8 @@ def test_the_rollback_command_works_without_prefect_or_tensorflow(settings, expo
 @pytest.mark.usefixtures("prefect_harness")
 def test_approve_command_releases_a_pending_version_and_records_the_cli_user(settings, exported_digits, monkeypatch):
     import json
+    import os
+    import pwd
 
     from prefect.settings import PREFECT_API_URL
     from typer.testing import CliRunner
@@ -254,6 +280,9 @@ def test_approve_command_releases_a_pending_version_and_records_the_cli_user(set
     store.request_approval("digits", v2, actor="policy", reason="tie")
     # A Prefect server answers, but nothing serves the release deployment there.
     monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):  # what getpass.getuser() would believe
+        monkeypatch.setenv(name, "mallory")
+    account = f"cli:{pwd.getpwuid(os.geteuid()).pw_name}"
 
     result = CliRunner().invoke(app, ["approve", str(v2)])
     assert result.exit_code == 0, result.output
@@ -261,7 +290,11 @@ def test_approve_command_releases_a_pending_version_and_records_the_cli_user(set
     assert "released to production" in result.output
     assert state_of(store, settings)["config"] == [((1, 2), {"stable": 2, "previous": 1})]
     promoted = [e for e in store.list_events("digits") if e.action.value == "promoted"][-1]
-    assert promoted.actor.startswith("cli:") and promoted.from_version == v1
+    assert promoted.actor == account != "cli:mallory" and promoted.from_version == v1
+    # The CLI granted the release to the process's OS account first; the flow run used the grant.
+    (granted,) = store.list_authorizations("digits")
+    assert (granted.action.value, granted.version, granted.actor, granted.reason) == ("release", v2, account, "approved from the CLI")
+    assert granted.used_at == promoted.created_at and granted.flow_run_id == promoted.flow_run_id is not None
     card = json.loads((settings.model_store / "digits" / str(v2) / "assets.extra" / "model_card.json").read_text())
     assert card["version"] == v2 and card["status"] == "production"
     assert f"version {v2}" in (settings.model_store / "digits" / "CHANGELOG.md").read_text().lower()

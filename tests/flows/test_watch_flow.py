@@ -74,7 +74,7 @@ def test_a_canary_release_needs_queries_that_tell_versions_apart(watched, export
     v1, v2 = (register_copy(store, watched, exported_digits) for _ in range(2))
     switch_to_version(store, watched, "digits", v1, actor="test", reason="setup")
 
-    refused = run(release, model="digits", version=v2, actor="cli:alice", reason="try", canary=True)
+    refused = run(release, model="digits", version=v2, reason="try", canary=True)  # from the Prefect UI: no grant needed
     assert refused.is_failed()
     assert "tell versions apart" in str(refused.result(raise_on_failure=False))
     assert store.get_version("digits", v2).status.value == "registered"
@@ -82,7 +82,7 @@ def test_a_canary_release_needs_queries_that_tell_versions_apart(watched, export
     for figure in ("requests", "errors", "latency_p99_ms"):
         monkeypatch.setenv(f"TFRELEASE_MODELS__DIGITS__MONITORING__QUERIES__{figure.upper()}", GATEWAY_REQUESTS)
     get_settings.cache_clear()
-    state = run(release, model="digits", version=v2, actor="cli:alice", reason="try", canary=True, soak_seconds=600)
+    state = run(release, model="digits", version=v2, reason="try", canary=True, soak_seconds=600)
 
     assert state.is_completed(), state.message
     result = state.result()

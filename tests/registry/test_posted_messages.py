@@ -33,3 +33,22 @@ def test_a_message_for_a_version_that_does_not_exist_is_refused(store, register)
         store.record_posted_message("digits", 99, channel="C1", ts="1.0", text="x", blocks=[])
     with pytest.raises(ValueError, match="ts must be a non-empty string"):
         store.record_posted_message("digits", 1, channel="C1", ts=" ", text="x", blocks=[])
+
+
+def test_an_update_follows_the_recorded_message_and_a_model_lists_its_records(store, register):
+    first, second = register(store, "digits").version, register(store, "digits").version
+    register(store, "other")
+    store.record_posted_message("digits", second, channel="C1", ts="2.0", text="v2", blocks=BLOCKS)
+    store.record_posted_message("digits", first, channel="C1", ts="1.0", text="v1", blocks=BLOCKS)
+    store.record_posted_message("other", 1, channel="C1", ts="3.0", text="other", blocks=BLOCKS)
+    posted_at = store.get_posted_message("digits", first).posted_at
+
+    assert store.update_posted_message("C1", "1.0", text="v1 released", blocks=[]) is True
+    assert store.update_posted_message("C1", "9.9", text="never recorded", blocks=[]) is False
+
+    updated = store.get_posted_message("digits", first)
+    assert (updated.text, updated.blocks, updated.posted_at) == ("v1 released", [], posted_at)
+    assert [(r.version, r.ts, r.text) for r in store.list_posted_messages("digits")] == [
+        (first, "1.0", "v1 released"), (second, "2.0", "v2"),
+    ]
+    assert store.list_posted_messages("nothing") == []

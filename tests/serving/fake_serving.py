@@ -37,7 +37,7 @@ from typing import Any
 
 import grpc
 
-from tasks.serving_config import ServedModel, from_proto
+from tasks.serving_config import ServedModel, from_proto, read_config
 from tasks.serving_reload import model_service_protos
 
 _protos = model_service_protos()
@@ -195,6 +195,16 @@ class FakeServing(_protos.model_service_pb2_grpc.ModelServiceServicer):
                     self._requested[model.name, version] = time.monotonic() - 3600
                 self._labels[model.name] = dict(model.labels)
                 self._base_paths[model.name] = model.base_path
+
+    def load_config_file(self, path: Path) -> None:
+        """Start as TF Serving started with ``--model_config_file=path`` would be once loaded:
+        every version the file lists AVAILABLE (unless ``fail`` or ``stuck`` say otherwise),
+        its labels in force. Nothing is recorded in ``configs`` (no reload was received).
+
+        Raises:
+            ServingConfigError: the file cannot be parsed.
+        """
+        self.preload(read_config(path))
 
     def served(self, index: int) -> list[ServedModel]:
         """The ``index``-th config received, as ServedModels."""

@@ -171,13 +171,22 @@ def test_promoted_and_rejected_messages_have_no_buttons():
     assert "+0.0111" in block(promoted.blocks, ":metrics")["fields"][0]["text"]
     assert set(buttons(promoted.blocks)) == {"rollback"}
 
-    worse = metrics(0.9500, 0.2500, 0.9400, [0.97] * 8 + [0.80, 0.97])
-    rejected_req = request(candidate=worse)
+    # Scored example by example: class 8 loses 12 of its 36 examples, significantly.
+    from tests.unit.test_decide import PRODUCTION as SCORED_PRODUCTION
+    from tests.unit.test_decide import candidate as scored_candidate
+
+    worse = scored_candidate(gained=12, lost_rows=list(range(8 * 36 + 20, 8 * 36 + 32)))
+    rejected_req = request(production=SCORED_PRODUCTION, candidate=worse)
     assert rejected_req.decision.outcome is Outcome.REJECT
     rejected = rejected_message(rejected_req)
     assert rejected.blocks[0]["text"]["text"] == "digits v3 rejected"
     reasons = block(rejected.blocks, ":reasons")["text"]["text"]
-    assert "recall of class 8 drops by 0.1500" in reasons
+    assert "recall of class 8 drops by 0.3056" in reasons
+    fields = [field["text"] for field in block(rejected.blocks, ":metrics")["fields"]]
+    accuracy = rejected_req.decision.paired.accuracy.describe()
+    assert accuracy.startswith("+0.00 points, 95 % CI") and f"({accuracy})" in fields[0]
+    worst_recall = rejected_req.decision.paired.recall[8].describe()
+    assert fields[-1].startswith("*worst per-class recall (class 8)*") and f"({worst_recall})" in fields[-1]
     assert not buttons(rejected.blocks)
     assert rejected.text.startswith("digits v3 rejected") and "reject" in rejected.text
     for message in (promoted, rejected):

@@ -102,7 +102,9 @@ def test_approve_as_canary_starts_a_canary_beside_production_and_updates_the_req
     assert starting["text"].endswith("starting the canary…")
     assert soaking["text"].startswith(f"digits v{version} approved as canary by <@{ALICE}>, soaking until ")
     assert not actions(starting) and not actions(soaking)  # buttons gone: one click starts one canary
-    assert soaking["blocks"][0] == posted[1].blocks[0]  # the header and metrics stay
+    assert starting["blocks"][0]["text"]["text"] == f"digits v{version} approved as canary, starting…"
+    assert soaking["blocks"][0]["text"]["text"] == f"digits v{version} started as a canary"  # no longer "needs approval"
+    assert soaking["blocks"][2:] == [b for b in posted[1].blocks[1:] if b["type"] != "actions"]  # the metrics stay
     assert "`canary` label" in soaking["blocks"][1]["text"]["text"]
 
     store = receiver.store

@@ -142,3 +142,32 @@ def test_merge_keeps_a_hand_written_title():
 def test_an_anonymous_actor_is_refused(tmp_path: Path):
     with pytest.raises(ValueError, match="actor"):
         append_changelog(tmp_path, record(), " ")
+
+
+def test_the_card_and_the_changelog_show_the_tested_change_with_its_interval(tmp_path: Path):
+    from core.settings import ReleasePolicy
+    from tasks.decide import decide
+    from tests.unit.test_decide import PRODUCTION, candidate
+
+    new = candidate(gained=10)
+    decision = decide(new, PRODUCTION, ReleasePolicy())
+    decided = record(
+        metrics=new.model_dump(mode="json"),
+        baseline_metrics=PRODUCTION.model_dump(mode="json"),
+        decision=decision.model_dump(mode="json"),
+    )
+    interval = decision.paired.accuracy.describe()
+    assert interval.startswith("+2.78 points, 95 % CI +")
+
+    entry = render_changelog_entry(decided, actor="policy")
+    assert f"accuracy {new.accuracy:.4f} ({interval}), loss" in entry
+    assert f"  - accuracy {interval} (10 gained, 0 lost of 360 examples, McNemar exact p = 0.002)" in entry
+
+    (tmp_path / "2").mkdir()
+    card = json.loads(write_model_card(tmp_path / "2", decided).read_text())
+    tested = card["decision"]["paired"]["accuracy"]
+    assert (tested["gained"], tested["lost"], tested["confidence_level"]) == (10, 0, 0.95)
+    assert tested["ci_low"] < tested["difference"] < tested["ci_high"]
+    # The per-example lists stay in the registry; the card keeps the figures.
+    for metrics in (card["metrics"], card["baseline"]["metrics"]):
+        assert "predictions" not in metrics and "labels" not in metrics and metrics["examples"] == 360
