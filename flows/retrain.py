@@ -118,6 +118,8 @@ async def retrain(model: str = "digits") -> NightReport:
             baseline=baseline_metrics,
             decision=decision,
             batches=lineage.batches,
+            version_url=settings.ui.version_url(model, candidate.version),
+            production_history=store.production_history(model),
         )
         publish_report_task(report)
         print(summary)

@@ -6,6 +6,8 @@ returns frozen records, never live rows.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlmodel import col, select
 
 from registry.models import (
@@ -14,6 +16,7 @@ from registry.models import (
     ModelVersion,
     ModelVersionRecord,
     RegisteredModel,
+    VersionStatus,
 )
 from registry.rows import alias_version, version_record, version_row
 from registry.transactions import StoreBase
@@ -31,15 +34,27 @@ class Reads(StoreBase):
         with self._transaction() as session:
             return version_record(version_row(session, model, version))
 
-    def list_versions(self, model: str | None = None) -> list[ModelVersionRecord]:
+    def list_versions(
+        self,
+        model: str | None = None,
+        *,
+        statuses: Collection[VersionStatus] | None = None,
+        numbers: Collection[int] | None = None,
+    ) -> list[ModelVersionRecord]:
         """All versions (of ``model``, or of every model), ordered by model name, then version.
 
-        An unknown ``model`` gives an empty list.
+        ``statuses`` keeps only the versions in one of them, ``numbers`` only those numbered so
+        (filtered in the query: a model's other rows are not loaded). An unknown ``model`` gives
+        an empty list.
         """
         with self._transaction() as session:
             query = select(ModelVersion).order_by(col(ModelVersion.model_name), col(ModelVersion.version))
             if model is not None:
                 query = query.where(ModelVersion.model_name == model)
+            if statuses is not None:
+                query = query.where(col(ModelVersion.status).in_(list(statuses)))
+            if numbers is not None:
+                query = query.where(col(ModelVersion.version).in_(list(numbers)))
             return [version_record(row) for row in session.exec(query)]
 
     def get_alias(self, model: str, alias: str) -> ModelVersionRecord | None:

@@ -1,4 +1,5 @@
-"""Doctor: reconcile the registry, the model store and TF Serving's ``models.config``.
+"""Doctor: reconcile the registry, the model store and TF Serving's ``models.config`` (and
+check the running TF Serving, when its gRPC address is set).
 
 The registry is the source of truth. ``find_drift`` compares it with what is on disk (the
 checks are in :mod:`tasks.model_store_drift` and :mod:`tasks.serving_drift`) and returns one
@@ -35,7 +36,8 @@ from pathlib import Path
 
 from registry.errors import RegistryError
 from registry.leases import stale_reason
-from registry.lifecycle import PREVIOUS
+from registry.lifecycle import HAS_FILES, PREVIOUS
+from registry.models import VersionStatus
 from registry.store import RegistryStore
 from tasks.drift import (
     FAILED_BY_DOCTOR,
@@ -51,7 +53,7 @@ from tasks.drift import (
 from tasks.model_store_drift import check_model_folders, subfolders
 from tasks.retention import remove_folder
 from tasks.serving import sync_serving_config
-from tasks.serving_drift import check_serving_config
+from tasks.serving_drift import DEFAULT_STATUS_TIMEOUT_SECONDS, check_serving_config, check_serving_status
 
 DEFAULT_STAGING_GRACE = timedelta(minutes=10)
 """Temporary folders, and ``registering`` rows with no folder, younger than this may belong
@@ -60,6 +62,9 @@ is free; a retention run's ``.deleting-`` folder waits regardless)."""
 DEFAULT_REGISTERING_TIMEOUT = timedelta(hours=1)
 """A ``registering`` row whose folder is complete, younger than this, may still be being
 evaluated by its run: reported, never touched (unless the model's retrain lock is free)."""
+CHECKED_STATUSES = HAS_FILES | {VersionStatus.REGISTERING}
+"""Versions whose folder the doctor checks whether or not it is there: their files should exist,
+or are being written."""
 
 
 def find_drift(
@@ -71,9 +76,11 @@ def find_drift(
     staging_grace: timedelta = DEFAULT_STAGING_GRACE,
     registering_timeout: timedelta = DEFAULT_REGISTERING_TIMEOUT,
     data_dir: Callable[[str], Path] | None = None,
+    grpc_address: str | None = None,
+    status_timeout_seconds: float = DEFAULT_STATUS_TIMEOUT_SECONDS,
 ) -> list[Drift]:
-    """Every disagreement between the registry, ``model_store`` and ``config_path``, and every
-    stale lease in the registry.
+    """Every disagreement between the registry, ``model_store`` and ``config_path`` (and the
+    running TF Serving at ``grpc_address``, when given), and every stale lease in the registry.
 
     Reads only (sha256 of each version's saved_model.pb included); changes nothing. Models
     are those in the registry plus every non-hidden folder of ``model_store``. ``now``
@@ -85,6 +92,11 @@ def find_drift(
     after reading the model's rows and listing its folder. While no retrain holds it, those
     are repaired at once whatever their age; while one does (or it cannot be told), the age
     limits decide and the drift says so. Without ``data_dir``, the age limits alone decide.
+
+    ``grpc_address`` (``serving.grpc_address``, ``host:port``) is asked, each call bounded by
+    ``status_timeout_seconds``, whether every production version is AVAILABLE
+    (:func:`tasks.serving_drift.check_serving_status`); a server that cannot be reached is one
+    drift, not an error.
 
     Returns:
         Drifts ordered by model, then version (None first), then kind.
@@ -100,8 +112,13 @@ def find_drift(
     drifts: list[Drift] = []
     intact: dict[tuple[str, int], bool] = {}  # (model, version) -> folder present and checksum matches
     for model in sorted(set(known) | set(on_disk)):
-        rows = {row.version: row for row in store.list_versions(model)}
-        previous = store.get_alias(model, PREVIOUS) if rows else None
+        # Only the rows the checks act on, not the model's whole history: a model with 10,000s
+        # of deleted versions costs what its few live ones do (benchmarks/cli_listing.py).
+        numbered = {int(p.name) for p in subfolders(model_store / model) if p.name.isdigit()}
+        rows = {row.version: row for row in store.list_versions(model, statuses=CHECKED_STATUSES)}
+        if numbered:  # a failed or deleted version whose folder is still there
+            rows |= {row.version: row for row in store.list_versions(model, numbers=numbered)}
+        previous = store.get_alias(model, PREVIOUS) if model in known else None
         drifts += check_model_folders(
             model,
             rows,
@@ -112,8 +129,11 @@ def find_drift(
             registering_timeout,
             intact,
             retrain=None if data_dir is None else partial(_probe, data_dir, model),
+            known_model=model in known,
         )
     drifts += check_serving_config(store, model_store, config_path, set(known), intact)
+    if grpc_address:
+        drifts += check_serving_status(store, grpc_address, config_path, timeout_seconds=status_timeout_seconds)
     drifts += stale_leases(store, now)
     return sorted(drifts, key=lambda d: (d.model, -1 if d.version is None else d.version, d.kind.value))
 

@@ -51,13 +51,16 @@ def check_model_folders(
     intact: dict[tuple[str, int], bool],
     *,
     retrain: Callable[[], RetrainLock] | None = None,
+    known_model: bool | None = None,
 ) -> list[Drift]:
     """Every drift between ``model``'s registry ``rows`` and its folder ``model_dir``.
 
     Args:
         model: the model's name.
-        rows: the model's registry versions by number (empty for a model the registry does
-            not know: then nothing on disk is repaired automatically).
+        rows: the model's registry versions by number: all of them, or at least every one that
+            is registering or should have files (``HAS_FILES``) and every one with a numbered
+            folder in ``model_dir`` (no other row is looked at); empty for a model the registry
+            does not know.
         previous: the version the ``previous`` alias points at (the rollback target), or None.
         model_dir: ``<model_store>/<model>``; a missing folder is an empty one.
         now: timezone-aware; compared with ``created_at`` of rows and folder modification times.
@@ -74,6 +77,9 @@ def check_model_folders(
             read and ``model_dir`` listed (so that whatever they show of a retrain that
             starts later is not in them), and only when a ``registering`` row or a staging
             folder is there. None: not checked; the age limits alone decide.
+        known_model: whether the registry knows the model (has allocated a version of it);
+            None: whether ``rows`` has any. For a model it does not know, nothing on disk is
+            repaired automatically.
 
     Returns:
         The drifts found: temporary and misnamed folders by name, then unregistered folders,
@@ -82,6 +88,7 @@ def check_model_folders(
     Raises:
         OSError: a folder cannot be listed, read or stat'ed.
     """
+    known = bool(rows) if known_model is None else known_model
     drifts: list[Drift] = []
     numbered: dict[int, Path] = {}
     young_staging: set[int] = set()
@@ -134,8 +141,8 @@ def check_model_folders(
                         None,
                         f"folder {name} is not a canonical version name (TF Serving reads it as {int(name)})",
                         "move it aside: the registry never names a version like that, and it must not be served",
-                        safe=bool(rows),
-                        action=RepairAction.MOVE_ASIDE if rows else RepairAction.NONE,
+                        safe=known,
+                        action=RepairAction.MOVE_ASIDE if known else RepairAction.NONE,
                         path=folder,
                     )
                 )
@@ -144,7 +151,7 @@ def check_model_folders(
 
     for version, folder in sorted(numbered.items()):
         if version not in rows:
-            drifts.append(_unregistered(model, version, folder, known_model=bool(rows)))
+            drifts.append(_unregistered(model, version, folder, known_model=known))
 
     for version, row in sorted(rows.items()):
         folder = numbered.get(version)

@@ -1,16 +1,28 @@
-"""Training: a dense Keras classifier that scales its own inputs."""
+"""Training: a dense Keras classifier that scales its own inputs, with its progress shown.
+
+Each epoch's figures (loss, accuracy) go to the run's log (Prefect's task run logger inside a
+run, so the UI shows them; this module's logger outside one), and a Rich progress bar counts
+the epochs while stdout is an interactive terminal (never in CI or a pipe).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_run_logger
 
 from core.settings import TrainingParams
 from tasks.steps import step
 
 if TYPE_CHECKING:
     import keras
+    from rich.progress import Progress
 
 
 def train_model(
@@ -65,8 +77,61 @@ def train_model(
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    model.fit(features, labels, epochs=params.epochs, batch_size=params.batch_size, shuffle=True, verbose=0)
+    with epoch_progress(params.epochs) as progress:
+        model.fit(
+            features, labels, epochs=params.epochs, batch_size=params.batch_size, shuffle=True, verbose=0, callbacks=[progress]
+        )
     return model
+
+
+@contextmanager
+def epoch_progress(epochs: int) -> Iterator[keras.callbacks.Callback]:
+    """A Keras callback for ``fit`` that logs ``epoch i/epochs: loss ..., accuracy ...`` at the
+    end of each epoch (figures as Keras reports them: mean loss in nats, accuracy a fraction,
+    over the epoch's batches), and advances a Rich progress bar while stdout is an interactive
+    terminal; the bar is removed when the block ends."""
+    import keras
+
+    logger = _run_logger()
+    bar = _progress_bar()
+    task = None if bar is None else bar.add_task("training", total=epochs, figures="")
+
+    def log_epoch(epoch: int, logs: dict[str, Any] | None) -> None:
+        figures = ", ".join(f"{name} {float(value):.4f}" for name, value in sorted((logs or {}).items()))
+        logger.info("epoch %d/%d: %s", epoch + 1, epochs, figures)
+        if bar is not None and task is not None:
+            bar.update(task, advance=1, figures=figures)
+
+    callback = keras.callbacks.LambdaCallback(on_epoch_end=log_epoch)
+    if bar is None:
+        yield callback
+    else:
+        with bar:
+            yield callback
+
+
+def _run_logger() -> logging.Logger | logging.LoggerAdapter:
+    """The Prefect run's logger inside a flow or task run, else this module's."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
+
+
+def _progress_bar() -> Progress | None:
+    """A Rich progress bar over epochs when stdout is an interactive terminal (Rich's judgement:
+    a TTY, not a dumb one; ``TTY_INTERACTIVE=0`` turns it off) outside CI; else None."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = Console()
+    if os.environ.get("CI") or not console.is_interactive:
+        return None
+    return Progress(
+        TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[figures]}"),
+        console=console,
+        transient=True,
+    )
 
 
 def predict_probabilities(model: keras.Model, features: np.ndarray) -> np.ndarray:

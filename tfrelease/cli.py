@@ -3,16 +3,18 @@
 The commands live in ``tfrelease.registry_commands`` (read and tidy the registry),
 ``tfrelease.release_commands`` (release, approve, reject, rollback) and
 ``tfrelease.run_commands`` (retrain, serve, slack-app, data drop), ``tfrelease.watch_commands``
-(watch, canary status|abort|promote); ``tfrelease.console`` holds
-what they share. Those modules never import this one. Listing commands read the registry
-only: they import neither TensorFlow nor Prefect.
+(watch, canary status|abort|promote), ``tfrelease.status_commands`` (status, compare),
+``tfrelease.ui_commands`` (ui, the release dashboard);
+``tfrelease.console`` holds what they share and ``tfrelease.json_output`` what ``--json``
+prints. Those modules never import this one. Listing commands read the registry only: they
+import neither TensorFlow nor Prefect.
 """
 
 from __future__ import annotations
 
 import typer
 
-from tfrelease import registry_commands, release_commands, run_commands, watch_commands
+from tfrelease import registry_commands, release_commands, run_commands, status_commands, ui_commands, watch_commands
 
 app = typer.Typer(help="Nightly retraining and safe release of TensorFlow models to TF Serving.", no_args_is_help=True)
 
@@ -21,9 +23,11 @@ data_app.command("drop")(run_commands.data_drop)
 app.add_typer(data_app, name="data")
 
 app.command()(run_commands.retrain)
+app.command()(status_commands.status)
 app.command()(registry_commands.versions)
 app.command()(registry_commands.show)
 app.command()(registry_commands.history)
+app.command()(status_commands.compare)
 app.command()(registry_commands.doctor)
 app.command()(registry_commands.gc)
 
@@ -43,3 +47,4 @@ canary_app.command("promote")(watch_commands.canary_promote)
 app.add_typer(canary_app, name="canary")
 app.command()(run_commands.serve)
 app.command("slack-app")(run_commands.slack_app)
+app.command()(ui_commands.ui)

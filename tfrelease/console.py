@@ -8,8 +8,9 @@ a non-zero exit code. Nothing here imports TensorFlow or Prefect (the listing co
 
 from __future__ import annotations
 
-import getpass
 import logging
+import os
+import pwd
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
@@ -59,8 +60,16 @@ def model_name(settings: Settings, model: str | None) -> str:
 
 
 def actor() -> str:
-    """Who acts, as the audit log records a command line user: ``cli:<login name>``."""
-    return f"cli:{getpass.getuser()}"
+    """Who acts, as the audit log records a command line user: ``cli:<account>``, the OS account
+    this process runs as (its effective uid), or ``cli:uid:<n>`` for a uid without one.
+
+    Not ``getpass.getuser()``: it returns $LOGNAME (or $USER) when set, which anyone can set.
+    """
+    uid = os.geteuid()
+    try:
+        return f"cli:{pwd.getpwuid(uid).pw_name}"
+    except KeyError:  # e.g. a container running with a uid missing from /etc/passwd
+        return f"cli:uid:{uid}"
 
 
 def open_store(settings: Settings) -> RegistryStore:

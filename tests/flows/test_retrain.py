@@ -65,6 +65,10 @@ def test_two_nights_promote_version_1_then_decide_version_2_against_it(settings)
     v2 = store.get_version("digits", 2)
     assert v2.batches == ["digits-batch-0001.parquet", "digits-batch-0002.parquet"]
     assert v2.baseline_version == 1 and v2.baseline_metrics["accuracy"] == pytest.approx(v1.metrics["accuracy"])
+    # The change was tested example by example on the held-out set, whatever the outcome.
+    tested = v2.decision["paired"]["accuracy"]
+    assert tested["gained"] + tested["lost"] + tested["both_right"] + tested["both_wrong"] == v2.metrics["examples"]
+    assert report2.decision.paired.accuracy.describe() in " ".join(report2.decision.reasons)
     expected_status = {"promote": "production", "request_approval": "pending_approval", "reject": "rejected"}
     assert v2.status.value == expected_status[report2.outcome]
     production = store.get_alias("digits", "production").version
