@@ -1,21 +1,29 @@
-"""Registry operation latency with 1,000 and with 100,000 version rows in the table.
+"""Registry operation latency on one model with a short and with a long history.
 
-Two fresh registry databases, measured side by side:
+Two fresh registry databases, measured side by side, each holding one model (``digits``):
 
-- *small*: only the measured model, which ends with 1,000 versions (1,000 version rows);
-- *large*: first bulk-loaded with 99 other models of 1,000 versions each straight through
-  SQLAlchemy Core (a benchmark fixture that bypasses the store: versions, aliases and the
-  audit events the store would have written), then the same measured model (100,000 rows).
+- *short*: 1,000 versions and 500 audit events;
+- *long*: 100,000 versions (a model retrained hourly for eleven years) and 50,000 events.
 
-On each, the measured model's 1,000 versions are registered (``allocate_version`` +
-``complete_registration``) and promoted (which moves the ``production`` alias) one by one;
-then ``get_alias(production)`` and ``list_versions`` of the model are called repeatedly.
-Calls alternate between the two databases in a random order, so a busy machine (or Python's
-garbage collector) slows both alike.
+Both are bulk-loaded straight through SQLAlchemy Core (a benchmark fixture that bypasses the
+store): every other version was promoted and then archived, the others rejected; the events
+are the ``promoted`` ones (the allocation and registration events are left out to keep the
+load fast: no measured operation reads them). The newest version is production, the one
+before it ``previous``.
+
+Measured on both, in rounds that call each database once in a random (seeded) order, so a busy
+machine (or Python's garbage collector) slows both alike: register (``allocate_version`` +
+``complete_registration``), promote that version (which also looks for older candidates to
+supersede), get an old version, the rollback-target check (``was_promoted`` of an old
+version), the newest production change (``latest_event``, what the Slack receiver checks a
+Roll back click against), the first and a deep page of ``versions_page`` (what ``tfrelease
+versions`` shows). For comparison, the whole-history reads the fast paths used before (read
+every version, ``list_versions``; read the whole audit log, ``list_events``) are timed a few
+times, and the memory (tracemalloc peak) of the rollback-target check is set beside that of
+reading the whole log.
 
 The table shows median and 95th percentile per operation in milliseconds on both and the
-ratio 100k/1k: near 1 means the operation does not depend on the table's size; a ratio
-that grows with it (a full scan, e.g. a missing index) is the thing to look for.
+ratio long/short: near 1 means the operation does not depend on the history's length.
 
     uv run python benchmarks/registry_ops.py                 # SQLite, temporary files
     uv run python benchmarks/registry_ops.py --postgres      # PostgreSQL at 127.0.0.1:5432
@@ -24,8 +32,8 @@ that grows with it (a full scan, e.g. a missing index) is the thing to look for.
 With ``--postgres`` or a PostgreSQL ``--url`` (say database ``D``), databases ``D_small``
 and ``D_large`` are created (they must not exist; the server's ``postgres`` database is
 used to create them) and dropped at the end. A SQLite ``--url`` names a file ``F.db``:
-``F-small.db`` and ``F-large.db`` must not exist and are removed at the end. Takes about a
-minute per database system on two cores.
+``F-small.db`` and ``F-large.db`` must not exist and are removed at the end. Takes a few
+minutes per database system on two cores (most of it the bulk load and the whole-history reads).
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import statistics
 import sys
 import tempfile
 import time
+import tracemalloc
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -60,15 +69,24 @@ from registry.store import RegistryStore
 DEFAULT_POSTGRES_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 WHO = {"actor": "bench", "reason": "benchmark"}
 MODEL = "digits"
-"""The measured model; the bulk-loaded ones are ``bulk-000``, ``bulk-001``, ..."""
 CHUNK = 5_000  # rows per executemany in the bulk load
+PRODUCTION_CHANGES = (AuditAction.PROMOTED, AuditAction.ROLLED_BACK)
 
 OPERATIONS = (
     ("register", "register (allocate + complete)"),
-    ("promote", "set alias (promote)"),
+    ("promote", "promote"),
+    ("get_version", "get an old version"),
     ("get_alias", "get production (get_alias)"),
-    ("list_versions", "list versions of the model"),
+    ("was_promoted", "rollback-target check"),
+    ("latest_change", "newest production change"),
+    ("page", "versions page (first 50)"),
+    ("page_deep", "versions page (50, deep)"),
 )
+WHOLE_HISTORY = (
+    ("list_versions", "every version (list_versions)"),
+    ("list_events", "whole audit log (list_events)"),
+)
+"""Reads of a model's whole history, timed for comparison: what the fast paths did before."""
 
 
 def registration(version: int) -> dict[str, Any]:
@@ -104,80 +122,86 @@ def register(store: RegistryStore, model: str) -> int:
     return number
 
 
-def measure(stores: list[RegistryStore], versions: int, reads: int) -> list[dict[str, list[float]]]:
-    """Register and promote ``versions`` versions of MODEL on each store, then read it
-    ``reads`` times: round by round, each round calling every store once in a random
-    (seeded) order. A busy machine then slows every store alike, and so does Python's full
-    garbage collection: it comes every few list_versions calls, and with a fixed order
-    it kept landing on the same store, which showed as a false 1.4x ratio.
+def measure(stores: list[RegistryStore], sizes: list[int], rounds: int, whole: int) -> list[dict[str, list[float]]]:
+    """On each store (whose model has ``sizes[i]`` versions), ``rounds`` rounds of every
+    operation, each round calling every store once in a random (seeded) order; then ``whole``
+    rounds of the whole-history reads.
 
     Returns:
         Per store (in the given order), milliseconds per call by operation name.
     """
     rng = random.Random(0)
-    samples: list[dict[str, list[float]]] = [{name: [] for name, _ in OPERATIONS} for _ in stores]
-    order = list(zip(stores, samples, strict=True))
-    for _ in range(versions):
+    names = [name for name, _ in (*OPERATIONS, *WHOLE_HISTORY)]
+    samples: list[dict[str, list[float]]] = [{name: [] for name in names} for _ in stores]
+    order = list(zip(stores, sizes, samples, strict=True))
+    for _ in range(rounds):
         rng.shuffle(order)
-        for store, times in order:
+        for store, size, times in order:
             number = timed(times["register"], register, store, MODEL)
             timed(times["promote"], store.promote, MODEL, number, **WHO)
-    for store in stores:
-        analyze(store.engine)
-    for _ in range(reads):
+            old = rng.randrange(1, size // 2) * 2  # an old even version: once promoted
+            assert timed(times["get_version"], store.get_version, MODEL, old).version == old
+            assert timed(times["get_alias"], store.get_alias, MODEL, PRODUCTION) is not None
+            assert timed(times["was_promoted"], store.was_promoted, MODEL, old)
+            change = timed(times["latest_change"], store.latest_event, MODEL, actions=PRODUCTION_CHANGES)
+            assert change is not None and change.to_version == number
+            assert len(timed(times["page"], store.versions_page, MODEL, limit=50).rows) == 50
+            assert len(timed(times["page_deep"], store.versions_page, MODEL, before=old, limit=50).rows) == min(50, old - 1)
+    for _ in range(whole):
         rng.shuffle(order)
-        for store, times in order:
-            production = timed(times["get_alias"], store.get_alias, MODEL, PRODUCTION)
-            assert production is not None and production.version == versions
-        rng.shuffle(order)
-        for store, times in order:
-            assert len(timed(times["list_versions"], store.list_versions, MODEL)) == versions
+        for store, size, times in order:
+            assert len(timed(times["list_versions"], store.list_versions, MODEL)) >= size
+            timed(times["list_events"], store.list_events, MODEL)
     return samples
 
 
-def bulk_load(engine: Engine, models: int, versions: int) -> None:
-    """Insert ``models`` models of ``versions`` versions each, as if each had been registered
-    and promoted in turn: versions archived but the last (production), the aliases, and the
-    allocated/registered/promoted/archived events. Bypasses the store (a fixture only)."""
+def peak_memory(call: Callable[[], Any]) -> float:
+    """Peak memory Python allocated during ``call()``, in MB (tracemalloc)."""
+    tracemalloc.start()
+    try:
+        call()
+        return tracemalloc.get_traced_memory()[1] / 1e6
+    finally:
+        tracemalloc.stop()
+
+
+def bulk_load(engine: Engine, versions: int, events: int) -> None:
+    """One model, MODEL, with ``versions`` versions: every even version was promoted (and
+    archived), every odd one rejected, the newest is production and the one before
+    ``previous``; the ``promoted`` events of the newest ``events`` promotions. Bypasses the
+    store (a fixture only)."""
     now = datetime.now(UTC)
+    newest = versions
     with engine.begin() as connection:
-        for m in range(models):
-            name = f"bulk-{m:03d}"
-            connection.execute(insert(RegisteredModel), [{"name": name, "last_version": versions, "created_at": now}])
+        connection.execute(insert(RegisteredModel), [{"name": MODEL, "last_version": versions, "created_at": now}])
+        for start in range(1, versions + 1, CHUNK):
             rows = [
                 {
-                    "model_name": name,
+                    "model_name": MODEL,
                     "version": v,
-                    "status": VersionStatus.PRODUCTION if v == versions else VersionStatus.ARCHIVED,
+                    "status": VersionStatus.PRODUCTION if v == newest
+                    else VersionStatus.ARCHIVED if v % 2 == 0 or v == newest - 1
+                    else VersionStatus.REJECTED,
                     "created_at": now,
                     "updated_at": now,
                     "flow_run_id": str(uuid.uuid4()),
                     **registration(v),
                 }
-                for v in range(1, versions + 1)
+                for v in range(start, min(start + CHUNK, versions + 1))
             ]
-            for start in range(0, len(rows), CHUNK):
-                connection.execute(insert(ModelVersion), rows[start : start + CHUNK])
-            connection.execute(
-                insert(ModelAlias),
-                [
-                    {"model_name": name, "alias": PRODUCTION, "version": versions, "updated_at": now},
-                    {"model_name": name, "alias": PREVIOUS, "version": versions - 1, "updated_at": now},
-                ],
-            )
-            events = []
-            for v in range(1, versions + 1):
-                base = {"model_name": name, "actor": "bulk", "reason": "bulk load", "created_at": now}
-                release = {"from_version": v - 1 if v > 1 else None, "to_version": v}
-                events += [
-                    {**base, "version": v, "action": AuditAction.ALLOCATED, "from_version": None, "to_version": None},
-                    {**base, "version": v, "action": AuditAction.REGISTERED, "from_version": None, "to_version": None},
-                ]
-                if v > 1:
-                    events.append({**base, **release, "version": v - 1, "action": AuditAction.ARCHIVED})
-                events.append({**base, **release, "version": v, "action": AuditAction.PROMOTED})
-            for start in range(0, len(events), CHUNK):
-                connection.execute(insert(AuditEvent), events[start : start + CHUNK])
+            connection.execute(insert(ModelVersion), rows)
+        connection.execute(
+            insert(ModelAlias),
+            [
+                {"model_name": MODEL, "alias": PRODUCTION, "version": newest, "updated_at": now},
+                {"model_name": MODEL, "alias": PREVIOUS, "version": newest - 1, "updated_at": now},
+            ],
+        )
+        promoted = [v for v in range(2, versions + 1, 2)][-events:]
+        base = {"model_name": MODEL, "actor": "bulk", "reason": "bulk load", "created_at": now, "action": AuditAction.PROMOTED}
+        rows = [{**base, "version": v, "from_version": v - 2 if v > 2 else None, "to_version": v} for v in promoted]
+        for start in range(0, len(rows), CHUNK):
+            connection.execute(insert(AuditEvent), rows[start : start + CHUNK])
 
 
 def analyze(engine: Engine) -> None:
@@ -203,15 +227,18 @@ def short(rows: int) -> str:
 
 
 def report(small: dict[str, list[float]], large: dict[str, list[float]], small_rows: int, large_rows: int) -> None:
-    left, right = f"{small_rows:,} rows", f"{large_rows:,} rows"
+    left, right = f"{small_rows:,} versions", f"{large_rows:,} versions"
     ratio = f"ratio {short(large_rows)}/{short(small_rows)}"
-    print(f"{'':32} {left:>17} {right:>17} {ratio:>15}")
-    print(f"{'operation (ms: median / p95)':32} {'median    p95':>17} {'median    p95':>17} {'median  p95':>15}")
-    for name, label in OPERATIONS:
-        (a_med, a_p95), (b_med, b_p95) = summary(small[name]), summary(large[name])
-        print(
-            f"{label:32} {a_med:8.2f} {a_p95:8.2f} {b_med:8.2f} {b_p95:8.2f} {b_med / a_med:8.2f} {b_p95 / a_p95:6.2f}"
-        )
+    print(f"{'':34} {left:>17} {right:>17} {ratio:>15}")
+    print(f"{'operation (ms: median / p95)':34} {'median    p95':>17} {'median    p95':>17} {'median  p95':>15}")
+    for title, operations in (("", OPERATIONS), ("whole-history reads, for comparison:", WHOLE_HISTORY)):
+        if title:
+            print(title)
+        for name, label in operations:
+            (a_med, a_p95), (b_med, b_p95) = summary(small[name]), summary(large[name])
+            print(
+                f"{label:34} {a_med:8.2f} {a_p95:8.2f} {b_med:8.2f} {b_p95:8.2f} {b_med / a_med:8.2f} {b_p95 / a_p95:6.2f}"
+            )
 
 
 @contextmanager
@@ -248,11 +275,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="names the databases to create, use and drop (default: temporary SQLite)")
     parser.add_argument("--postgres", action="store_true", help=f"fresh databases on {DEFAULT_POSTGRES_SERVER}")
-    parser.add_argument("--versions", type=int, default=1_000, help="versions of the measured model")
-    parser.add_argument("--rows", type=int, default=100_000, help="version rows in the large database at the end")
-    parser.add_argument("--reads", type=int, default=200, help="get_alias and list_versions calls per database")
+    parser.add_argument("--versions", type=int, default=1_000, help="versions of the model in the short history")
+    parser.add_argument("--long-versions", type=int, default=100_000, help="versions of the model in the long history")
+    parser.add_argument("--long-events", type=int, default=50_000, help="audit events in the long history")
+    parser.add_argument("--rounds", type=int, default=200, help="calls of each operation per database")
+    parser.add_argument("--whole", type=int, default=3, help="calls of each whole-history read per database")
     args = parser.parse_args()
-    bulk_models = (args.rows - args.versions) // args.versions
+    sizes = [args.versions, args.long_versions]
+    events = [args.long_events * args.versions // args.long_versions, args.long_events]
     url = args.url
     if url is None and args.postgres:
         random_name = f"tfrelease_bench_{uuid.uuid4().hex[:10]}"
@@ -263,30 +293,34 @@ def main() -> None:
         fresh_database(url, "small", Path(scratch)) as small_url,
         fresh_database(url, "large", Path(scratch)) as large_url,
     ):
-        small, large = RegistryStore.open(small_url), RegistryStore.open(large_url)
+        stores = [RegistryStore.open(small_url), RegistryStore.open(large_url)]
         try:
-            print(f"registry operations on {small.engine.dialect.name}")
+            print(f"registry operations on {stores[0].engine.dialect.name}, one model")
             for shown in (small_url, large_url):
                 print(f"  {make_url(shown).render_as_string(hide_password=True)}")
-            start = time.perf_counter()
-            bulk_load(large.engine, bulk_models, args.versions)
-            analyze(large.engine)
-            loaded = time.perf_counter() - start
-            print(f"bulk load (large): {bulk_models} models x {args.versions:,} versions in {loaded:.1f} s")
-            print(
-                f"measured: {args.versions:,} x (register + promote), then {args.reads} x get_alias"
-                " and list_versions, alternating between the databases"
-            )
+            for store, size, count_events in zip(stores, sizes, events, strict=True):
+                start = time.perf_counter()
+                bulk_load(store.engine, size, count_events)
+                analyze(store.engine)
+                print(f"bulk load: {size:,} versions, {count_events:,} events in {time.perf_counter() - start:.1f} s")
+            print(f"measured: {args.rounds} rounds of each operation, {args.whole} of each whole-history read, alternating")
 
-            small_times, large_times = measure([small, large], args.versions, args.reads)
-            small_rows, large_rows = count(small.engine, ModelVersion), count(large.engine, ModelVersion)
-            small_events, large_events = count(small.engine, AuditEvent), count(large.engine, AuditEvent)
-            print(f"at the end: {small_rows:,} and {large_rows:,} version rows", end="; ")
-            print(f"{small_events:,} and {large_events:,} audit events\n")
-            report(small_times, large_times, small_rows, large_rows)
+            small_times, large_times = measure(stores, sizes, args.rounds, args.whole)
+            rows = [count(store.engine, ModelVersion) for store in stores]
+            logged = [count(store.engine, AuditEvent) for store in stores]
+            print(f"at the end: {rows[0]:,} and {rows[1]:,} versions; {logged[0]:,} and {logged[1]:,} audit events\n")
+            report(small_times, large_times, rows[0], rows[1])
+
+            large = stores[1]
+            checked = peak_memory(lambda: large.was_promoted(MODEL, 2))
+            whole_log = peak_memory(lambda: large.list_events(MODEL))
+            print(
+                f"\nmemory (tracemalloc peak) on the long history: rollback-target check {checked:.3f} MB, "
+                f"reading the whole audit log ({logged[1]:,} events) {whole_log:.1f} MB"
+            )
         finally:
-            small.close()
-            large.close()
+            for store in stores:
+                store.close()
 
 
 if __name__ == "__main__":

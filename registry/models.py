@@ -141,7 +141,12 @@ class ModelVersionBase(SQLModel):
 
 class ModelVersion(ModelVersionBase, RegistryTable, table=True):
     __tablename__ = "model_version"
-    __table_args__ = (sa.UniqueConstraint("model_name", "version"),)
+    __table_args__ = (
+        sa.UniqueConstraint("model_name", "version"),
+        # A model's versions in one status, by number: the candidates a release supersedes,
+        # the pending ones, a status-filtered page; a seek, however long the history (0008).
+        sa.Index(None, "model_name", "status", "version"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
 
@@ -194,6 +199,10 @@ class AuditEvent(AuditEventBase, RegistryTable, table=True):
     __tablename__ = "audit_event"
     __table_args__ = (
         sa.ForeignKeyConstraint(["model_name", "version"], ["model_version.model_name", "model_version.version"]),
+        # The events about one version ("was it ever promoted?", its newest event, its page),
+        # and a model's newest event of one action (MAX(id)): seeks, however long the log (0008).
+        sa.Index(None, "model_name", "version"),
+        sa.Index(None, "model_name", "action", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

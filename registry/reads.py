@@ -1,16 +1,22 @@
 """Reading the registry: versions, aliases, model names and the audit log, as read models.
 
-Part of :class:`registry.store.RegistryStore`. Each method is one (read-only) transaction and
-returns frozen records, never live rows.
+Part of :class:`registry.store.RegistryStore` and of the read-only
+:class:`registry.reader.RegistryReader`. Each method is one (read-only) transaction and returns
+frozen records, never live rows. The single-answer reads (:meth:`Reads.get_version`,
+:meth:`Reads.was_promoted`, :meth:`Reads.latest_event`) are index seeks: their cost does not
+grow with a model's history (``benchmarks/registry_ops.py``). ``list_versions`` and an unbounded
+``list_events`` return everything asked for; pages are in :mod:`registry.browse`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
 
+from sqlalchemy import exists, func
 from sqlmodel import col, select
 
 from registry.models import (
+    AuditAction,
     AuditEvent,
     AuditEventRecord,
     ModelVersion,
@@ -81,3 +87,47 @@ class Reads(StoreBase):
                 query = query.limit(limit)
             rows = list(session.exec(query))
             return [AuditEventRecord.model_validate(row) for row in reversed(rows)]
+
+    def was_promoted(self, model: str, version: int) -> bool:
+        """Whether ``model`` ``version`` was ever promoted to production (a ``promoted`` event
+        names it), e.g. whether it may be a rollback target.
+
+        One EXISTS on the index ``audit_event (model_name, version)``: a ``promoted`` event is
+        about the version it put into production (``version == to_version``, as
+        :meth:`registry.releases.Releases.promote` writes it), so only that version's few
+        events are looked at, however long the model's log.
+        """
+        promoted = exists().where(
+            AuditEvent.model_name == model,
+            AuditEvent.version == version,
+            AuditEvent.action == AuditAction.PROMOTED,
+            AuditEvent.to_version == version,
+        )
+        with self._transaction() as session:
+            return bool(session.exec(select(promoted)).one())
+
+    def latest_event(
+        self, model: str, *, version: int | None = None, actions: Collection[AuditAction] | None = None
+    ) -> AuditEventRecord | None:
+        """The newest audit event of ``model`` (about ``version`` only, and with one of
+        ``actions`` only, when given), or None if there is none.
+
+        Index seeks whatever the length of the log: about one version, on ``audit_event
+        (model_name, version)``; by action, one ``MAX(id)`` per action on ``audit_event
+        (model_name, action, id)``.
+        """
+        conditions = [AuditEvent.model_name == model]
+        if version is not None:
+            conditions.append(AuditEvent.version == version)
+        query = select(AuditEvent).where(*conditions)
+        if actions is not None and version is None:
+            newest = [
+                select(func.max(AuditEvent.id)).where(*conditions, AuditEvent.action == action).scalar_subquery()
+                for action in actions
+            ]
+            query = query.where(col(AuditEvent.id).in_(newest))
+        elif actions is not None:
+            query = query.where(col(AuditEvent.action).in_(list(actions)))
+        with self._transaction() as session:
+            row = session.exec(query.order_by(col(AuditEvent.id).desc()).limit(1)).first()
+            return None if row is None else AuditEventRecord.model_validate(row)

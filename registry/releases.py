@@ -347,16 +347,19 @@ def _supersede_older(
     session: Session, newer: ModelVersion, actor: str, reason: str, flow_run_id: str | None, now: datetime
 ) -> list[int]:
     # Every older candidate awaiting release (SUPERSEDABLE) moves to superseded, oldest first,
-    # each with its event; returns their numbers, ascending.
-    older = session.exec(
-        select(ModelVersion)
-        .where(
-            ModelVersion.model_name == newer.model_name,
-            col(ModelVersion.version) < newer.version,
-            col(ModelVersion.status).in_(SUPERSEDABLE),
-        )
-        .order_by(col(ModelVersion.version))
-    ).all()
+    # each with its event; returns their numbers, ascending. A seek on the index (model_name,
+    # status, version) that reads only the few candidates; sorted here, because an ORDER BY
+    # version makes SQLite walk every older version on the unique (model_name, version) instead.
+    older = sorted(
+        session.exec(
+            select(ModelVersion).where(
+                ModelVersion.model_name == newer.model_name,
+                col(ModelVersion.status).in_(SUPERSEDABLE),
+                col(ModelVersion.version) < newer.version,
+            )
+        ).all(),
+        key=lambda row: row.version,
+    )
     for row in older:
         move(row, VersionStatus.SUPERSEDED, now)
         record_event(session, row, AuditAction.SUPERSEDED, actor, reason, flow_run_id, now)

@@ -19,7 +19,7 @@ The methods live with their job and are combined here:
 - :mod:`registry.authorizations`: ``grant_authorization``, ``approve_and_authorize``,
   ``claim_authorization``, ``get_authorization``, ``list_authorizations``;
 - :mod:`registry.reads`: ``get_version``, ``list_versions``, ``get_alias``, ``list_models``,
-  ``list_events``;
+  ``list_events``, ``was_promoted``, ``latest_event``;
 - :mod:`registry.browse`: paged reads (``versions_page``, ``events_page``, ``production_timeline``, ...);
 - :mod:`registry.leases`: ``model_lock`` (with a heartbeat; a dead holder is taken over at once), ``list_locks``, ``release_lock``;
 - :mod:`registry.posted_messages`: ``record_posted_message``, ``get_posted_message``;

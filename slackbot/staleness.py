@@ -27,8 +27,7 @@ PRODUCTION_CHANGES = frozenset({AuditAction.PROMOTED, AuditAction.ROLLED_BACK})
 
 def last_production_change(store: RegistryStore, model: str) -> AuditEventRecord | None:
     """The newest ``promoted`` or ``rolled_back`` event of ``model``, or None before its first release."""
-    changes = [event for event in store.list_events(model) if event.action in PRODUCTION_CHANGES]
-    return changes[-1] if changes else None
+    return store.latest_event(model, actions=PRODUCTION_CHANGES)
 
 
 def describe_change(change: AuditEventRecord) -> str:
@@ -78,5 +77,4 @@ def stale_decision(store: RegistryStore, value: ActionValue) -> ModelVersionReco
 
 def last_event(store: RegistryStore, model: str, version: int) -> AuditEventRecord | None:
     """The newest audit event about ``model`` ``version`` (what last happened to it), or None."""
-    events = [event for event in store.list_events(model) if event.version == version]
-    return events[-1] if events else None
+    return store.latest_event(model, version=version)

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from core.settings import Settings
 from registry.lifecycle import PREVIOUS, PRODUCTION, check_transition
-from registry.models import AuditAction, VersionStatus
+from registry.models import VersionStatus
 from registry.store import RegistryStore
 from tasks.integrity import VersionFilesError, check_version_files
 from tasks.model_card import document_version
@@ -86,8 +86,7 @@ def rollback_model(
             raise RollbackRefused(f"{model} has no previous version to roll back to; name one with --to")
         if target.version == current.version:
             raise RollbackRefused(f"{model} version {target.version} is already in production")
-        promoted = {e.to_version for e in store.list_events(model) if e.action is AuditAction.PROMOTED}
-        if target.version not in promoted:
+        if not store.was_promoted(model, target.version):
             raise RollbackRefused(f"{model} version {target.version} was never in production; release it instead")
         check_transition(model, target.version, target.status, VersionStatus.PRODUCTION)
         try:
