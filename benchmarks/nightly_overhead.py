@@ -41,6 +41,7 @@ def bare_night(home: Path) -> float:
     from tasks.evaluate import compute_metrics
     from tasks.export import export_saved_model
     from tasks.train import predict_probabilities, train_model
+    from tasks.training_data import ArrayData
 
     folders = DataFolders(root=home / "data" / "digits", incoming=home / "data" / "digits" / "incoming")
     batch = drop_bundled_batch(folders)
@@ -59,7 +60,7 @@ def bare_night(home: Path) -> float:
     )
     assert ok, "the bundled batch must pass the checks"
     features, labels = frame_to_arrays(frame, PIXELS, LABEL)
-    model = train_model(features, labels, TrainingParams(), 10, "pixels")
+    model = train_model(ArrayData(features, labels), TrainingParams(), 10, "pixels")
     holdout = read_batch(folders.holdout)
     hx, hy = frame_to_arrays(holdout, PIXELS, LABEL)
     compute_metrics(predict_probabilities(model, hx), hy)

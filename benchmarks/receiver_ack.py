@@ -56,13 +56,14 @@ def prepare(home: Path):
     from tasks.promotion import switch_to_version
     from tasks.release import act_on_decision
     from tasks.train import train_model
+    from tasks.training_data import ArrayData
     from tests.flows.test_release_rollback import register_copy
 
     settings = get_settings()
     _, batches = bundled_split()
     features, labels = frame_to_arrays(batches[0], PIXELS, LABEL)
     exported = home / "exported" / "1"
-    export_saved_model(train_model(features, labels, TrainingParams(epochs=2), 10, "pixels"), exported, "pixels")
+    export_saved_model(train_model(ArrayData(features, labels), TrainingParams(epochs=2), 10, "pixels"), exported, "pixels")
     store = RegistryStore.open(settings.registry_url)
     production, candidate = register_copy(store, settings, exported), register_copy(store, settings, exported)
     switch_to_version(store, settings, "digits", production, actor="benchmark", reason="set-up")

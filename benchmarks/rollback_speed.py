@@ -32,12 +32,13 @@ def prepare(home: Path) -> None:
     from tasks.export import export_saved_model
     from tasks.serving import sync_serving_config
     from tasks.train import train_model
+    from tasks.training_data import ArrayData
 
     settings = get_settings()
     store = RegistryStore.open(settings.registry_url)
     rng = np.random.default_rng(0)
     features, labels = rng.uniform(0, 16, (200, 64)).astype("float32"), np.arange(200) % 10
-    model = train_model(features, labels, TrainingParams(epochs=1), 10, "pixels")
+    model = train_model(ArrayData(features, labels), TrainingParams(epochs=1), 10, "pixels")
     for _ in range(2):
         record = store.allocate_version("digits", actor="benchmark", reason="set-up")
         target = settings.model_store / "digits" / str(record.version)

@@ -44,6 +44,7 @@ def prepare(home: Path, prometheus_url: str, grpc_address: str, window: int):
     from tasks.export import export_saved_model
     from tasks.promotion import switch_to_version
     from tasks.train import train_model
+    from tasks.training_data import ArrayData
 
     settings = load_settings(
         home=home,
@@ -55,7 +56,7 @@ def prepare(home: Path, prometheus_url: str, grpc_address: str, window: int):
     store = RegistryStore.open(settings.registry_url)
     rng = np.random.default_rng(0)
     features, labels = rng.uniform(0, 16, (200, 64)).astype("float32"), np.arange(200) % 10
-    model = train_model(features, labels, TrainingParams(epochs=1), 10, "pixels")
+    model = train_model(ArrayData(features, labels), TrainingParams(epochs=1), 10, "pixels")
     for _ in range(2):
         record = store.allocate_version("digits", actor="benchmark", reason="set-up")
         target = settings.model_store / "digits" / str(record.version)

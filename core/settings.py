@@ -73,8 +73,32 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class TrainingWindow(_Strict):
+    """Which accepted batches a model trains on: all of them (neither limit set), or exactly one
+    of ``batches`` (the newest N accepted batches) and ``days`` (those accepted in the N days
+    before the run).
+
+    In ``tfrelease.toml``: ``window = { batches = 30 }`` or ``window = { days = 90 }`` under
+    ``[models.<name>.training]``; ``window = "all"`` (the default) trains on every batch.
+    """
+
+    batches: PositiveInt | None = Field(default=None, description="Train on the newest N accepted batches (by acceptance time).")
+    days: PositiveInt | None = Field(
+        default=None, description="Train on the batches accepted in the last N days (24-hour days before the run's start, UTC)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _all_or_one_limit(cls, value: Any) -> Any:
+        if value == "all":
+            return {}
+        if isinstance(value, dict) and len(value) <= 1 or isinstance(value, TrainingWindow):
+            return value  # {} is "all" (the default's own form)
+        raise PydanticCustomError("training_window", 'must be "all", { batches = N } or { days = N } (exactly one of the two)')
+
+
 class TrainingParams(_Strict):
-    """Hyperparameters of the Keras classifier (a dense network)."""
+    """Hyperparameters of the Keras classifier (a dense network) and what it is trained on."""
 
     hidden_units: list[PositiveInt] = Field(
         default=[64], min_length=1, description="Sizes of the hidden Dense layers, input side first."
@@ -83,6 +107,17 @@ class TrainingParams(_Strict):
     batch_size: PositiveInt = 32
     learning_rate: PositiveFloat = 0.003
     seed: int = Field(default=42, description="Seeds Python, NumPy and TensorFlow; same seed + data = same model.")
+    shuffle_buffer_rows: PositiveInt = Field(
+        default=50_000,
+        description="Rows held in the shuffle buffer while training streams the batches from disk: training memory "
+        "stays bounded by it (about 260 bytes a row at 64 features); rows mix only within it, and across batches "
+        "through the order of the files, shuffled each epoch.",
+    )
+    window: TrainingWindow = Field(
+        default_factory=TrainingWindow,
+        description='Which accepted batches to train on: "all" (default), { batches = N } (the newest N) or '
+        "{ days = N } (accepted in the last N days), for data that grows without end.",
+    )
 
 
 class ReleasePolicy(_Strict):

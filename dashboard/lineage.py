@@ -5,8 +5,8 @@ model's ``accepted/`` folder. Here each is looked up there for its row count and
 the fingerprint is recomputed from those files, so the page shows whether the data on disk is
 still the data the version was trained on. Read-only.
 
-The folder layout and the fingerprint's formula are ``tasks.data``'s (``DataFolders``,
-``data_fingerprint``), restated here because importing that module brings in Prefect and pandas
+The folder layout and the fingerprint's formula are ``tasks.data.DataFolders``'s and
+``tasks.batches.data_fingerprint``'s, restated here because importing those brings in Prefect and pandas
 (about 8 s); tests/ui check that both say the same.
 """
 
@@ -41,7 +41,7 @@ def quarantine_folder(settings: Settings, model: str) -> Path:
 
 
 def fingerprint(sha256s: list[str]) -> str:
-    """The data fingerprint of batches with these file SHA-256s, as ``tasks.data.data_fingerprint``
+    """The data fingerprint of batches with these file SHA-256s, as ``tasks.batches.data_fingerprint``
     computes it: the SHA-256 of the sorted hex digests joined by newlines."""
     return hashlib.sha256("\n".join(sorted(sha256s)).encode()).hexdigest()
 

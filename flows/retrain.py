@@ -16,16 +16,8 @@ from registry.store import RegistryStore
 from slackbot.night import announce_night_failure, decision_announcer
 from slackbot.payloads import ClickedMessage
 from tasks.comparison import Metrics
-from tasks.data import (
-    DataFolders,
-    collect_incoming_task,
-    data_fingerprint,
-    ensure_bundled_holdout,
-    hold_for_retrain,
-    list_batches,
-    load_holdout,
-    load_training_set_task,
-)
+from tasks.batches import BatchRecorder, data_fingerprint, training_batches_task
+from tasks.data import DataFolders, collect_incoming_task, ensure_bundled_holdout, hold_for_retrain, load_holdout
 from tasks.decide import decide
 from tasks.evaluate import evaluate_version_task
 from tasks.integrity import check_version_files
@@ -35,6 +27,7 @@ from tasks.report import NightReport, publish_report_task
 from tasks.resume import finish_interrupted_task, untrained_batches
 from tasks.steps import step
 from tasks.train import train_model_task
+from tasks.training_data import BatchFiles
 from tasks.validate import screen_batches_task
 
 
@@ -49,7 +42,8 @@ def _night_failed(
 
 @flow(name="retrain", log_prints=True, on_failure=[failure_hook(_night_failed)])
 async def retrain(model: str = "digits") -> NightReport:
-    """Retrain ``model`` on all accepted data and decide whether it replaces production.
+    """Retrain ``model`` on the accepted data in its training window and decide whether it
+    replaces production.
 
     First finishes what an interrupted run of ``model`` left (see ``tasks.resume``). Ends
     Completed with outcome ``no_new_data`` when no batch arrived and none accepted earlier was
@@ -69,24 +63,26 @@ async def retrain(model: str = "digits") -> NightReport:
         # 0. What an interrupted run left: its candidate's decision, its promotion's write-up.
         finished = finish_interrupted_task(store, settings, model, flow_run_id, decision_announcer(settings))
 
-        # 1. New data, checked against the data contract; batches an interrupted run accepted but
-        #    never trained on are new data too.
+        # 1. New data, checked against the data contract (each accepted batch's SHA-256 and rows
+        #    recorded in the registry as it is accepted); batches in the training window that an
+        #    interrupted run accepted but never trained on are new data too.
         incoming = collect_incoming_task(folders, bundled=config.source == "digits")
         if incoming:
-            screen_batches_task(incoming, suite_path(config.suite), folders)
-        elif not untrained_batches(store, model, list_batches(folders.accepted)):
+            screen_batches_task(incoming, suite_path(config.suite), folders, record=BatchRecorder(store, model))
+        in_window = training_batches_task(store, model, folders, config.training.window)
+        training_batches = [folders.accepted / batch.name for batch in in_window]
+        if not incoming and not untrained_batches(store, model, training_batches):
             summary = f"{model}: no new data in {folders.incoming}; nothing trained"
             report = NightReport(model=model, outcome="no_new_data", summary="\n".join(filter(None, [finished, summary])))
             publish_report_task(report)
             print(report.summary)
             return report
 
-        # 2. A candidate trained on every accepted batch.
+        # 2. A candidate trained on the accepted batches in the training window, streamed from disk.
         holdout_path = config.holdout_path or ensure_bundled_holdout(folders)
         holdout_features, holdout_labels, feature_columns = load_holdout(holdout_path, config.label_column)
-        training_batches = list_batches(folders.accepted)
-        features, labels = load_training_set_task(training_batches, feature_columns, config.label_column)
-        trained = train_model_task(features, labels, config.training, config.num_classes, config.input_name)
+        training_data = BatchFiles(training_batches, feature_columns, config.label_column)
+        trained = train_model_task(training_data, config.training, config.num_classes, config.input_name)
 
         # 3. The baseline: today's production model, its files checked against their recorded
         #    sha256, scored from its SavedModel on the same held-out set.
@@ -97,7 +93,7 @@ async def retrain(model: str = "digits") -> NightReport:
         baseline_metrics = evaluate_version_task(Path(baseline.path), holdout, config.input_name) if baseline else None
 
         # 4. The candidate becomes version N: exported atomically, scored from disk, registered.
-        lineage = Lineage.current(data_fingerprint(training_batches), [p.name for p in training_batches])
+        lineage = Lineage.current(data_fingerprint([batch.sha256 for batch in in_window]), [batch.name for batch in in_window])
         candidate = register_candidate_task(
             store, settings.model_store, model, trained, config, holdout, lineage, baseline, baseline_metrics, flow_run_id
         )

@@ -401,3 +401,33 @@ class AuthorizationRecord(AuthorizationBase):
     granted_at: datetime
     flow_run_id: str | None = None
     used_at: datetime | None = None
+
+
+class AcceptedBatchBase(SQLModel):
+    model_name: str
+    name: str = Field(description="The batch's file name in the model's accepted/ folder.")
+    sha256: str = Field(description="Hex SHA-256 of the file's bytes, computed when it was accepted.")
+    rows: int = Field(sa_type=sa.BigInteger, description="Data rows in the file (a CSV's header not counted).")
+    accepted_at: datetime = Field(
+        description="When it was accepted; for a batch accepted before migration 0009, its file's modification time."
+    )
+
+
+class AcceptedBatch(AcceptedBatchBase, RegistryTable, table=True):
+    """One accepted data batch of a model: what the nightly's fingerprint and training window use,
+    so that old batch files are never read again to know their hash or size.
+
+    Written once, when the batch is accepted (never changed: an accepted batch is never
+    replaced). Not model-version state: no audit event.
+    """
+
+    __tablename__ = "accepted_batch"
+
+    model_name: str = Field(primary_key=True)
+    name: str = Field(primary_key=True)
+
+
+class BatchRecord(AcceptedBatchBase):
+    """An accepted batch as read from the registry."""
+
+    model_config = ConfigDict(frozen=True)

@@ -4,7 +4,7 @@ Every public method is one database transaction. A method that changes a version
 audit event(s) (actor, reason, flow run, UTC time) in that same transaction, so the registry
 never shows a change without its record or a record without its change. Methods return
 read models (``ModelVersionRecord``, ``AuditEventRecord``, ``CanaryRecord``,
-``MonitorAlarmRecord``, ``PostedMessageRecord``, ``AuthorizationRecord``), never live rows.
+``MonitorAlarmRecord``, ``PostedMessageRecord``, ``AuthorizationRecord``, ``BatchRecord``), never live rows.
 
 Writers of one model are serialized: each write transaction first locks the model's
 ``registered_model`` row (``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite every
@@ -24,12 +24,14 @@ The methods live with their job and are combined here:
 - :mod:`registry.leases`: ``model_lock`` (with a heartbeat; a dead holder is taken over at once), ``list_locks``, ``release_lock``;
 - :mod:`registry.posted_messages`: ``record_posted_message``, ``get_posted_message``;
 - :mod:`registry.monitor_alarms`: ``raise_alarm``, ``clear_alarm``, ``get_alarm``;
+- :mod:`registry.batches`: ``record_batch``, ``list_batches``;
 - :mod:`registry.transactions`: ``engine``, ``close`` and the transaction each call runs in.
 """
 
 from __future__ import annotations
 
 from registry.authorizations import Authorizations
+from registry.batches import AcceptedBatches
 from registry.browse import Browse
 from registry.canaries import Canaries
 from registry.database import create_registry_engine, upgrade_schema
@@ -41,9 +43,11 @@ from registry.registration import Registration
 from registry.releases import Releases
 
 
-class RegistryStore(Registration, Releases, Canaries, Authorizations, Reads, Browse, Leases, PostedMessages, MonitorAlarms):
-    """Model versions, aliases, the audit log, canaries, model locks, posted Slack messages
-    and monitoring alarms of one registry database. Open one with :meth:`open`;
+class RegistryStore(
+    Registration, Releases, Canaries, Authorizations, Reads, Browse, Leases, PostedMessages, MonitorAlarms, AcceptedBatches
+):
+    """Model versions, aliases, the audit log, canaries, model locks, posted Slack messages,
+    monitoring alarms and accepted data batches of one registry database. Open one with :meth:`open`;
     ``RegistryStore(engine)`` uses an engine whose schema is already at head."""
 
     @classmethod

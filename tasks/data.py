@@ -1,14 +1,14 @@
-"""Data: the bundled digits source, batch files on disk, and the training set built from them.
+"""Data: the bundled digits source and batch files on disk.
 
 A model's data folder (``<home>/data/<model>/``) holds ``incoming/`` (new batches),
-``accepted/`` (batches that passed validation; the training set is all of them),
+``accepted/`` (batches that passed validation; the training set is those in the training
+window, see ``tasks.batches``, streamed by ``tasks.training_data``),
 ``quarantine/`` (batches that failed, with their reports) and, for the bundled source,
 ``holdout.parquet`` (the fixed evaluation set) and ``.retrain.lock`` (see :func:`hold_for_retrain`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -387,21 +387,6 @@ def accept_batch(path: Path, folders: DataFolders) -> Path:
     return target
 
 
-def load_training_set(paths: list[Path], feature_columns: list[str], label_column: str) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenate batches into training arrays, in file-name order.
-
-    Returns:
-        features: float32 [rows, len(feature_columns)]; labels: int64 [rows].
-
-    Raises:
-        DataError: a file is unreadable or lacks a column.
-    """
-    frames = [read_batch(p) for p in sorted(paths, key=lambda p: p.name)]
-    if not frames:
-        raise DataError("no accepted batches to train on")
-    return frame_to_arrays(pd.concat(frames, ignore_index=True), feature_columns, label_column)
-
-
 def frame_to_arrays(frame: pd.DataFrame, feature_columns: list[str], label_column: str) -> tuple[np.ndarray, np.ndarray]:
     """Split a frame into float32 features [rows, features] and int64 labels [rows].
 
@@ -421,15 +406,6 @@ def feature_columns_of(frame: pd.DataFrame, label_column: str) -> list[str]:
     return [c for c in frame.columns if c != label_column]
 
 
-def data_fingerprint(paths: list[Path]) -> str:
-    """SHA-256 over the batches' contents, independent of their order and names.
-
-    Each file's SHA-256 is computed, the hex digests are sorted and hashed together.
-    """
-    digests = sorted(file_sha256(p) for p in paths)
-    return hashlib.sha256("\n".join(digests).encode()).hexdigest()
-
-
 def _free_name(path: Path) -> Path:
     candidate, n = path, 1
     while candidate.exists():
@@ -440,7 +416,4 @@ def _free_name(path: Path) -> Path:
 
 collect_incoming_task = step(
     collect_incoming, name="collect-incoming", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_if_transient
-)
-load_training_set_task = step(
-    load_training_set, name="load-training-set", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_if_transient
 )

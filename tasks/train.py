@@ -1,4 +1,4 @@
-"""Training: a dense Keras classifier that scales its own inputs, with its progress shown.
+"""Training: a dense Keras classifier that scales its own inputs, fed in bounded memory, with its progress shown.
 
 Each epoch's figures (loss, accuracy) go to the run's log (Prefect's task run logger inside a
 run, so the UI shows them; this module's logger outside one), and a Rich progress bar counts
@@ -19,6 +19,7 @@ from prefect.logging import get_run_logger
 
 from core.settings import TrainingParams
 from tasks.steps import step
+from tasks.training_data import TrainingData, summarize, training_dataset
 
 if TYPE_CHECKING:
     import keras
@@ -26,47 +27,53 @@ if TYPE_CHECKING:
 
 
 def train_model(
-    features: np.ndarray,
-    labels: np.ndarray,
+    data: TrainingData,
     params: TrainingParams,
     num_classes: int,
     input_name: str,
 ) -> keras.Model:
-    """Train a classifier on all accepted data.
+    """Train a classifier on ``data`` (for the nightly: the accepted batches in the window,
+    streamed from disk; see ``tasks.training_data``).
 
     The network is ``Input(input_name) -> Normalization -> Dense(relu) x len(hidden_units)
-    -> Dense(num_classes, softmax)``; the Normalization layer is adapted to ``features``, so
-    the model takes raw values (0-16 for digits) and does its own scaling.
+    -> Dense(num_classes, softmax)``; the Normalization layer holds the features' mean and
+    variance, computed in one streaming pass in float64 (:func:`tasks.training_data.summarize`),
+    so the model takes raw values (0-16 for digits) and does its own scaling. ``fit`` then reads
+    ``data`` once per epoch through a shuffle buffer of ``params.shuffle_buffer_rows`` rows: no
+    more than that buffer and one chunk of rows is held in memory.
 
     Deterministic: the same ``params.seed`` and data give the same weights (Python, NumPy and
-    TensorFlow seeded, TensorFlow op determinism on).
+    TensorFlow seeded, TensorFlow op determinism on, the shuffle seeded).
 
     Args:
-        features: float32 [rows, features], raw feature values.
-        labels: int64 [rows], class ids in [0, num_classes).
-        params: hidden units, epochs, batch size, learning rate (Adam), seed.
+        data: raw feature values float32 [rows, features] and class ids int64 [rows] in
+            [0, num_classes), as chunks.
+        params: hidden units, epochs, batch size, learning rate (Adam), shuffle buffer, seed.
 
     Returns:
         A compiled, trained Keras model mapping float32 [batch, features] to class
         probabilities float32 [batch, num_classes].
 
     Raises:
-        ValueError: shapes disagree or a label is outside [0, num_classes).
+        ValueError: ``data`` has no rows, or a label is outside [0, num_classes).
+        DataError: a batch file is unreadable or lacks a column.
     """
     import keras
     import tensorflow as tf
 
-    if features.ndim != 2 or labels.shape != (features.shape[0],):
-        raise ValueError(f"expected features [rows, n] and labels [rows]; got {features.shape} and {labels.shape}")
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"labels must lie in [0, {num_classes}); got {labels.min()}..{labels.max()}")
+    summary = summarize(data)
+    if summary.label_min < 0 or summary.label_max >= num_classes:
+        raise ValueError(f"labels must lie in [0, {num_classes}); got {summary.label_min}..{summary.label_max}")
 
     keras.utils.set_random_seed(params.seed)
     tf.config.experimental.enable_op_determinism()
 
     normalize = keras.layers.Normalization(name="scale")
-    normalize.adapt(features)
-    inputs = keras.Input(shape=(features.shape[1],), name=input_name, dtype="float32")
+    normalize.build((None, data.feature_count))
+    # The layer's weights are (mean, variance, count), as adapt() would leave them.
+    normalize.set_weights([summary.mean.astype(np.float32), summary.variance.astype(np.float32), np.asarray(summary.rows)])
+    normalize.finalize_state()
+    inputs = keras.Input(shape=(data.feature_count,), name=input_name, dtype="float32")
     x = normalize(inputs)
     for i, units in enumerate(params.hidden_units):
         x = keras.layers.Dense(units, activation="relu", name=f"hidden_{i}")(x)
@@ -77,10 +84,9 @@ def train_model(
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
+    batches = training_dataset(data, summary.rows, params.batch_size, params.shuffle_buffer_rows, params.seed)
     with epoch_progress(params.epochs) as progress:
-        model.fit(
-            features, labels, epochs=params.epochs, batch_size=params.batch_size, shuffle=True, verbose=0, callbacks=[progress]
-        )
+        model.fit(batches, epochs=params.epochs, shuffle=False, verbose=0, callbacks=[progress])
     return model
 
 

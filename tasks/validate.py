@@ -22,7 +22,7 @@ import os
 import shutil
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -201,7 +201,9 @@ def raise_for_failures(failures: Sequence[tuple[ValidationReport, Path]]) -> Non
     raise DataValidationError("\n".join(lines), failures)
 
 
-def screen_batches(batches: Sequence[Path], suite_path: Path, folders: DataFolders) -> list[Path]:
+def screen_batches(
+    batches: Sequence[Path], suite_path: Path, folders: DataFolders, record: Callable[[Path], object] | None = None
+) -> list[Path]:
     """Validate each batch file; accept the good ones, quarantine the bad ones, then raise.
 
     ``batches`` are the entries waiting in ``incoming/`` (see ``collect_incoming``). Each
@@ -212,6 +214,9 @@ def screen_batches(batches: Sequence[Path], suite_path: Path, folders: DataFolde
     batch file (a directory moves as a whole) and a batch whose name an accepted batch with
     other bytes already has. Passing batches are accepted even when another entry fails, and a
     quarantined entry is gone from ``incoming/``: the next night does not see it again.
+    ``record``, when given, is called with each accepted path right after its move (the
+    nightly's ``tasks.batches.BatchRecorder``: the batch's SHA-256 and row count go to the
+    registry then, once).
 
     Returns:
         The accepted paths, in input order (only when every batch passed).
@@ -233,6 +238,8 @@ def screen_batches(batches: Sequence[Path], suite_path: Path, folders: DataFolde
                 report = refusal_report(path, suite_name, NAME_TAKEN, str(clash))
             else:
                 logger.info("accepted %s: %s", path.name, report.describe())
+                if record is not None:
+                    record(accepted[-1])
                 continue
         failures.append((report, quarantine(path, report, folders.quarantine)))
         logger.warning("quarantined %s: %s", path.name, refusal_reason(report) or report.describe(limit=MESSAGE_FAILURES_PER_BATCH))

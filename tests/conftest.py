@@ -82,10 +82,11 @@ def trained_digits(digits_split):
     from core.settings import TrainingParams
     from tasks.data import LABEL, PIXELS, frame_to_arrays
     from tasks.train import train_model
+    from tasks.training_data import ArrayData
 
     _, batches = digits_split
     features, labels = frame_to_arrays(batches[0], PIXELS, LABEL)
-    return train_model(features, labels, TrainingParams(), num_classes=10, input_name="pixels")
+    return train_model(ArrayData(features, labels), TrainingParams(), num_classes=10, input_name="pixels")
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,7 @@ CHILD = textwrap.dedent(
     from tasks.data import DataFolders, hold_for_retrain
     from tasks.register import Lineage, register_candidate
     from tasks.train import train_model
+    from tasks.training_data import ArrayData
     from core.settings import ModelSettings, TrainingParams, get_settings
 
     ready = Path(sys.argv[1])
@@ -48,7 +49,7 @@ CHILD = textwrap.dedent(
     rng = np.random.default_rng(0)
     features = rng.uniform(0, 16, (64, 64)).astype("float32")
     labels = np.arange(64) % 10
-    trained = train_model(features, labels, TrainingParams(epochs=1), 10, "pixels")
+    trained = train_model(ArrayData(features, labels), TrainingParams(epochs=1), 10, "pixels")
     with hold_for_retrain(DataFolders.for_model(settings, "digits"), "digits"):
         register_candidate(
             RegistryStore.open(settings.registry_url), settings.model_store, "digits", trained, config,

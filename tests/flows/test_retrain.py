@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from registry.store import RegistryStore
+from tasks.batches import data_fingerprint
+from tasks.checksum import file_sha256
 from tasks.data import DataFolders, drop_bundled_batch
 from tasks.serving_config import read_config
 
@@ -64,6 +66,12 @@ def test_two_nights_promote_version_1_then_decide_version_2_against_it(settings)
     assert report2.outcome in {"promote", "request_approval", "reject"}
     v2 = store.get_version("digits", 2)
     assert v2.batches == ["digits-batch-0001.parquet", "digits-batch-0002.parquet"]
+    # Each batch's SHA-256 and rows were recorded as it was accepted; the fingerprint is made of them.
+    accepted = DataFolders.for_model(settings, "digits").accepted
+    recorded = store.list_batches("digits")
+    assert [(b.name, b.sha256) for b in recorded] == [(name, file_sha256(accepted / name)) for name in v2.batches]
+    assert [b.rows for b in recorded] == [800, 128]
+    assert v2.data_fingerprint == data_fingerprint([b.sha256 for b in recorded])
     assert v2.baseline_version == 1 and v2.baseline_metrics["accuracy"] == pytest.approx(v1.metrics["accuracy"])
     # The change was tested example by example on the held-out set, whatever the outcome.
     tested = v2.decision["paired"]["accuracy"]
@@ -77,6 +85,21 @@ def test_two_nights_promote_version_1_then_decide_version_2_against_it(settings)
     actions = [e.action.value for e in store.list_events("digits")]
     assert actions[:3] == ["allocated", "registered", "promoted"]
     assert all(e.actor and e.reason for e in store.list_events("digits"))
+
+
+def test_a_training_window_of_one_batch_trains_on_the_newest_only(settings, monkeypatch):
+    from core.settings import get_settings
+
+    monkeypatch.setenv("TFRELEASE_MODELS__DIGITS__TRAINING__WINDOW__BATCHES", "1")
+    get_settings.cache_clear()
+    assert run_night().is_completed()
+    second = run_night()
+    assert second.is_completed(), second.message
+    v2 = RegistryStore.open(settings.registry_url).get_version("digits", 2)
+    newest = DataFolders.for_model(settings, "digits").accepted / "digits-batch-0002.parquet"
+    assert v2.batches == [newest.name]
+    assert v2.data_fingerprint == data_fingerprint([file_sha256(newest)])
+    assert v2.hyperparameters["window"] == {"batches": 1, "days": None}
 
 
 def test_a_corrupt_batch_is_quarantined_and_changes_nothing_else(settings):

@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 from registry.reader import RegistryReader
 from registry.store import RegistryStore
 from tasks.checksum import file_sha256
-from tasks.data import DataFolders, data_fingerprint
+from tasks.batches import data_fingerprint
+from tasks.data import DataFolders
 from tasks.model_card import write_model_card
 from tasks.validate import NOT_A_BATCH, quarantine, refusal_report
 
@@ -57,7 +58,7 @@ def home(settings, monkeypatch, digits_split):
         record = store.complete_registration(
             "digits", allocated.version, path=str(folder), saved_model_sha256="ab" * 32, files_sha256="v2:" + "cd" * 32,
             metrics=metrics(0.90 + number / 100, number), hyperparameters={"hidden_units": [64], "epochs": 30},
-            data_fingerprint=data_fingerprint([folders.accepted / n for n in names]), batches=names,
+            data_fingerprint=data_fingerprint([file_sha256(folders.accepted / n) for n in names]), batches=names,
             baseline_version=previous, baseline_metrics=metrics(0.90 + (previous or 0) / 100, previous or 0) if previous else None,
             git_commit="0123456789abcdef0123456789abcdef01234567", python_version="3.11.7", tensorflow_version="2.21.0",
             keras_version="3.15.0", actor="policy", flow_run_id=f"run-{number}",
@@ -251,4 +252,4 @@ def test_the_dashboard_reads_the_folders_and_report_names_the_tasks_write(settin
     files = [tmp_path / "one.csv", tmp_path / "two.csv"]
     for number, path in enumerate(files):
         path.write_text(f"label\n{number}\n")
-    assert lineage.fingerprint([file_sha256(p) for p in files]) == data_fingerprint(files)
+    assert lineage.fingerprint([file_sha256(p) for p in files]) == data_fingerprint([file_sha256(p) for p in files])

@@ -1,4 +1,4 @@
-"""The bundled digits source, batch delivery and the data fingerprint."""
+"""The bundled digits source and batch delivery."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from tasks.data import (
     accept_batch,
     clashes_with_accepted,
     collect_incoming,
-    data_fingerprint,
     drop_bundled_batch,
     list_batches,
     not_a_batch,
@@ -78,18 +77,6 @@ def test_collect_incoming_drops_a_batch_only_when_incoming_is_empty(tmp_path):
     assert [p.name for p in collect_incoming(folders, bundled=True)] == ["digits-batch-0001.parquet"]
     (tmp_path / "incoming" / "digits-batch-0001.parquet").unlink()
     assert collect_incoming(folders, bundled=False) == []
-
-
-def test_fingerprint_ignores_order_and_names_but_not_content(tmp_path):
-    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
-    a.write_text("x\n1\n")
-    b.write_text("x\n2\n")
-    renamed = tmp_path / "z.csv"
-    renamed.write_text("x\n1\n")
-    before = data_fingerprint([a, b])
-    assert before == data_fingerprint([b, renamed])
-    b.write_text("x\n3\n")
-    assert data_fingerprint([a, b]) != before
 
 
 def test_read_batch_names_the_file_and_problem(tmp_path):

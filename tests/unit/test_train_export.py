@@ -12,6 +12,7 @@ from tasks.data import LABEL, PIXELS, frame_to_arrays
 from tasks.evaluate import compute_metrics, evaluate_version, saved_model_probabilities
 from tasks.export import ExportError, export_saved_model
 from tasks.train import predict_probabilities, train_model
+from tasks.training_data import ArrayData
 
 
 def test_model_trained_on_first_batch_beats_the_floor_on_held_out_digits(trained_digits, digits_split):
@@ -24,18 +25,18 @@ def test_model_trained_on_first_batch_beats_the_floor_on_held_out_digits(trained
 
 def test_training_is_deterministic_for_a_seed(digits_split):
     _, batches = digits_split
-    features, labels = frame_to_arrays(batches[1], PIXELS, LABEL)
+    data = ArrayData(*frame_to_arrays(batches[1], PIXELS, LABEL))
     params = TrainingParams(epochs=2, hidden_units=[16])
-    first = train_model(features, labels, params, 10, "pixels")
-    second = train_model(features, labels, params, 10, "pixels")
-    other = train_model(features, labels, params.model_copy(update={"seed": 7}), 10, "pixels")
+    first = train_model(data, params, 10, "pixels")
+    second = train_model(data, params, 10, "pixels")
+    other = train_model(data, params.model_copy(update={"seed": 7}), 10, "pixels")
     assert all(np.array_equal(a, b) for a, b in zip(first.get_weights(), second.get_weights()))
     assert not all(np.array_equal(a, b) for a, b in zip(first.get_weights(), other.get_weights()))
 
 
 def test_labels_out_of_range_are_refused():
     with pytest.raises(ValueError, match="labels must lie"):
-        train_model(np.zeros((4, 64), np.float32), np.array([0, 1, 2, 12]), TrainingParams(epochs=1), 10, "pixels")
+        train_model(ArrayData(np.zeros((4, 64), np.float32), np.array([0, 1, 2, 12])), TrainingParams(epochs=1), 10, "pixels")
 
 
 def test_saved_model_has_the_serving_contract_and_matches_the_keras_model(exported_digits, trained_digits, digits_split):

@@ -12,6 +12,7 @@ import pytest
 from core.settings import TrainingParams
 from tasks.data import LABEL, PIXELS, frame_to_arrays
 from tasks.train import train_model
+from tasks.training_data import ArrayData
 
 
 @pytest.mark.parametrize("ci", [False, True])
@@ -27,7 +28,7 @@ def test_each_epoch_is_logged_and_a_terminal_outside_ci_gets_a_bar(digits_split,
     features, labels = frame_to_arrays(batches[0].head(64), PIXELS, LABEL)
 
     with caplog.at_level(logging.INFO, logger="tasks.train"):
-        train_model(features, labels, TrainingParams(hidden_units=[8], epochs=3), num_classes=10, input_name="pixels")
+        train_model(ArrayData(features, labels), TrainingParams(hidden_units=[8], epochs=3), num_classes=10, input_name="pixels")
 
     lines = [record.getMessage() for record in caplog.records if record.name == "tasks.train"]
     assert [line.split(":")[0] for line in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]

@@ -262,7 +262,9 @@ def test_screen_batches_accepts_good_quarantines_bad_and_then_raises(tmp_path, b
 def test_screen_batches_returns_the_accepted_paths_when_all_pass(tmp_path, batch):
     folders = DataFolders(root=tmp_path, incoming=tmp_path / "incoming").create()
     good = write(batch, folders.incoming / "digits-batch-0001.parquet")
-    assert screen_batches([good], SUITE, folders) == [folders.accepted / good.name]
+    recorded: list[Path] = []
+    assert screen_batches([good], SUITE, folders, record=recorded.append) == [folders.accepted / good.name]
+    assert recorded == [folders.accepted / good.name]  # told of each batch once it is in accepted/
 
 
 def test_the_module_imports_without_great_expectations():
