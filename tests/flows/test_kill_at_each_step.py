@@ -129,10 +129,11 @@ def weak_model(tmp_path_factory) -> Path:
     from core.settings import TrainingParams
     from tasks.export import export_saved_model
     from tasks.train import train_model
+    from tasks.training_data import ArrayData
 
     rng = np.random.default_rng(0)
     features = rng.uniform(0, 16, (64, 64)).astype("float32")
-    trained = train_model(features, np.arange(64) % 10, TrainingParams(epochs=1), num_classes=10, input_name="pixels")
+    trained = train_model(ArrayData(features, np.arange(64) % 10), TrainingParams(epochs=1), num_classes=10, input_name="pixels")
     target = tmp_path_factory.mktemp("weak") / "digits" / "1"
     export_saved_model(trained, target, "pixels")
     return target
