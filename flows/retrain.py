@@ -17,7 +17,7 @@ from slackbot.night import announce_night_failure, decision_announcer
 from slackbot.payloads import ClickedMessage
 from tasks.comparison import Metrics
 from tasks.batches import BatchRecorder, data_fingerprint, training_batches_task
-from tasks.data import DataFolders, collect_incoming_task, ensure_bundled_holdout, hold_for_retrain, load_holdout
+from tasks.data import DataFolders, collect_incoming_task, ensure_bundled_holdout, load_holdout
 from tasks.decide import decide
 from tasks.evaluate import evaluate_version_task
 from tasks.integrity import check_version_files
@@ -25,6 +25,8 @@ from tasks.register import Lineage, register_candidate_task
 from tasks.release import act_on_decision_task
 from tasks.report import NightReport, publish_report_task
 from tasks.resume import finish_interrupted_task, untrained_batches
+from tasks.retrain_hold import hold_for_retrain
+from tasks.serving import lock_holder
 from tasks.steps import step
 from tasks.train import train_model_task
 from tasks.training_data import BatchFiles
@@ -59,8 +61,9 @@ async def retrain(model: str = "digits") -> NightReport:
     folders = DataFolders.for_model(settings, model)
 
     # One retrain of a model at a time: a second one (say, a manual run beside the nightly) stops here.
-    with hold_for_retrain(folders, model):
+    with hold_for_retrain(store, model, holder=lock_holder("nightly retrain", flow_run_id)) as lease:
         # 0. What an interrupted run left: its candidate's decision, its promotion's write-up.
+        lease.ensure_held()
         finished = finish_interrupted_task(store, settings, model, flow_run_id, decision_announcer(settings))
 
         # 1. New data, checked against the data contract (each accepted batch's SHA-256 and rows
@@ -68,6 +71,7 @@ async def retrain(model: str = "digits") -> NightReport:
         #    interrupted run accepted but never trained on are new data too.
         incoming = collect_incoming_task(folders, bundled=config.source == "digits")
         if incoming:
+            lease.ensure_held()
             screen_batches_task(incoming, suite_path(config.suite), folders, record=BatchRecorder(store, model))
         in_window = training_batches_task(store, model, folders, config.training.window)
         training_batches = [folders.accepted / batch.name for batch in in_window]
@@ -95,12 +99,14 @@ async def retrain(model: str = "digits") -> NightReport:
         # 4. The candidate becomes version N: exported atomically, scored from disk, registered.
         lineage = Lineage.current(data_fingerprint([batch.sha256 for batch in in_window]), [batch.name for batch in in_window])
         candidate = register_candidate_task(
-            store, settings.model_store, model, trained, config, holdout, lineage, baseline, baseline_metrics, flow_run_id
+            store, settings.model_store, model, trained, config, holdout, lineage, baseline, baseline_metrics, flow_run_id,
+            lease.ensure_held,
         )
 
         # 5. The decision, carried out: promote, ask a human, or reject.
         candidate_metrics = Metrics.model_validate(candidate.metrics)
         decision = decide(candidate_metrics, baseline_metrics, config.policy)
+        lease.ensure_held()
         summary = act_on_decision_task(store, settings, candidate, decision, flow_run_id, decision_announcer(settings))
         summary = "\n".join(filter(None, [finished, summary]))
 

@@ -57,6 +57,18 @@ class ModelLocked(RegistryError):
         self.host = host
 
 
+class LeaseLost(RegistryError):
+    """A holder no longer holds the lease it was working under; it stopped before writing."""
+
+    def __init__(self, name: str, holder: str, why: str) -> None:
+        super().__init__(
+            f"{holder} lost its lock of {name!r} ({why}); stopped before writing: "
+            "another holder may be doing the same work, run it again once that one has finished"
+        )
+        self.name = name
+        self.holder = holder
+
+
 class CanaryRunning(RegistryError):
     """The model already has a canary running; a second one cannot start until it is aborted
     or promoted."""

@@ -8,6 +8,12 @@ holder on another host cannot be seen from here, so the lease also expires: its 
 it from a heartbeat thread while it holds it, and a holder that died elsewhere blocks the model
 for at most one lease (60 s by default). ``list_locks`` and ``release_lock`` are the doctor's
 view and repair of leases left behind (:func:`stale_reason` says which).
+
+The same lease serves other one-at-a-time work under other names (a model's retrain,
+``retrain:<model>``; a model's changelog, ``changelog:<model>``). The block gets a
+:class:`Lease`; a long holder calls :meth:`Lease.ensure_held` right before each write, so
+that a holder that lost its lease (it expired and was taken over, or the doctor released it)
+stops before it writes instead of writing beside the new holder.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import col, select
 
-from registry.errors import ModelLocked
+from registry.errors import LeaseLost, ModelLocked
 from registry.holders import ProcessIdentity, is_gone, this_process
 from registry.models import LockRecord, ModelLock, ModelLockBase
 from registry.rows import dialect_insert
@@ -59,6 +65,42 @@ def stale_reason(lock: ModelLockBase, now: datetime) -> str | None:
     return None
 
 
+class Lease:
+    """One held lease, as the ``model_lock`` block gets it: what the holder checks before it writes."""
+
+    def __init__(self, leases: Leases, name: str, holder: str) -> None:
+        self.name = name
+        self.holder = holder
+        self._leases = leases
+        self._lost = threading.Event()
+
+    def mark_lost(self) -> None:
+        """Record that the lease is gone (the heartbeat found it taken over or released)."""
+        self._lost.set()
+
+    def ensure_held(self) -> None:
+        """Return when this holder still holds the lease, unexpired; one short read of its row.
+
+        Call it right before each write the lease protects: the heartbeat notices a lost lease
+        only every third of the lease, and a lease that expired may be taken over at any time.
+
+        Raises:
+            LeaseLost: the heartbeat found the lease gone, or its row now names another holder
+                (or none), or it expired without being renewed; nothing has been written.
+        """
+        if self._lost.is_set():
+            raise LeaseLost(self.name, self.holder, "another holder took it over, or it was released")
+        row = self._leases._lock_row(self.name)
+        if row is None or row.holder != self.holder:
+            self._lost.set()
+            taken = f"{row.holder} holds it now" if row is not None else "it was released"
+            raise LeaseLost(self.name, self.holder, taken)
+        if row.expires_at < utc_now():
+            raise LeaseLost(
+                self.name, self.holder, f"it expired at {row.expires_at.isoformat(timespec='seconds')} without being renewed"
+            )
+
+
 class Leases(StoreBase):
     """The model lock of :class:`registry.store.RegistryStore` (not used on its own)."""
 
@@ -72,8 +114,11 @@ class Leases(StoreBase):
         wait_seconds: float = 60.0,
         lease_seconds: float = 60.0,
         poll_seconds: float = 0.5,
-    ) -> Iterator[None]:
+    ) -> Iterator[Lease]:
         """Hold ``model``'s lock for the duration of the block (a release or rollback switch).
+
+        ``model`` is the lease's name: a model, or ``<purpose>:<model>`` for other work that
+        must run one at a time (see the module's docstring).
 
         ``holder`` says who (an actor, a flow run); this process's pid and a unique suffix are
         added, and the row records the process (host, pid, start time). Waits up to
@@ -86,8 +131,10 @@ class Leases(StoreBase):
         the block exits, however it exits. A holder that died on another host thus blocks the
         model for at most ``lease_seconds``. Should the lease be lost all the same (renewals
         failed or stalled until it expired and another holder took it, or the doctor released
-        it), a warning is logged and renewing stops; the block is not interrupted. Taking, each renewal and releasing are each their
-        own short transaction; the block itself runs outside any.
+        it), a warning is logged, renewing stops and the :class:`Lease` the block got is marked
+        lost; the block is not interrupted, but its :meth:`Lease.ensure_held` raises from then
+        on. Taking, each renewal and releasing are each their own short transaction; the block
+        itself runs outside any.
 
         On an in-memory SQLite database, whose one connection all threads share, the lease is
         not renewed (a renewal would run inside another thread's open transaction); only this
@@ -117,11 +164,17 @@ class Leases(StoreBase):
                     time.monotonic() - started, host=current.host,
                 )
             time.sleep(poll_seconds)
+        lease = Lease(self, model, holder)
         try:
-            with self._renewing(model, holder, lease_seconds):
-                yield
+            with self._renewing(lease, lease_seconds):
+                yield lease
         finally:
             self.release_lock(model, holder)
+
+    def get_lock(self, model: str) -> LockRecord | None:
+        """The lease named ``model`` (held or left behind), or None when nobody holds it."""
+        row = self._lock_row(model)
+        return None if row is None else LockRecord.model_validate(row)
 
     def list_locks(self) -> list[LockRecord]:
         """Every lease in the registry, held or left behind, ordered by model name (the
@@ -184,15 +237,15 @@ class Leases(StoreBase):
         return taken
 
     @contextmanager
-    def _renewing(self, model: str, holder: str, lease_seconds: float) -> Iterator[None]:
-        """Renew ``holder``'s lease from a daemon thread while the block runs; stop and join it after."""
+    def _renewing(self, lease: Lease, lease_seconds: float) -> Iterator[None]:
+        """Renew ``lease`` from a daemon thread while the block runs; stop and join it after."""
         if isinstance(self._engine.pool, StaticPool):  # one shared connection: see model_lock
             yield
             return
         stop = threading.Event()
         heartbeat = threading.Thread(
-            target=self._heartbeat, args=(model, holder, lease_seconds, stop),
-            name=f"{HEARTBEAT_THREAD}: {model}", daemon=True,
+            target=self._heartbeat, args=(lease, lease_seconds, stop),
+            name=f"{HEARTBEAT_THREAD}: {lease.name}", daemon=True,
         )
         heartbeat.start()
         try:
@@ -201,8 +254,9 @@ class Leases(StoreBase):
             stop.set()
             heartbeat.join()
 
-    def _heartbeat(self, model: str, holder: str, lease_seconds: float, stop: threading.Event) -> None:
+    def _heartbeat(self, lease: Lease, lease_seconds: float, stop: threading.Event) -> None:
         """Every third of the lease until ``stop`` is set, move its expiry to ``lease_seconds`` from now."""
+        model, holder = lease.name, lease.holder
         while not stop.wait(lease_seconds / 3):
             try:
                 renewed = self._renew(model, holder, lease_seconds)
@@ -211,6 +265,7 @@ class Leases(StoreBase):
                 logger.warning("lock of %s: could not renew the lease of %s: %s", model, holder, error)
                 continue
             if not renewed:
+                lease.mark_lost()
                 logger.warning(
                     "lock of %s: %s no longer holds it (its lease expired and was taken over, or was released); "
                     "no longer renewing it",

@@ -25,9 +25,9 @@ from slackbot.messages import (
 from slackbot.payloads import ApprovalRequest
 from slackbot.posted import post_approval_request, post_recorded, refresh_messages
 from tasks.comparison import Metrics
-from tasks.data import RetrainInProgress
 from tasks.decide import Decision, Outcome
 from tasks.release import ActedDecision, DecisionAnnouncer
+from tasks.retrain_hold import RetrainInProgress
 from tasks.validate import DataValidationError
 
 

@@ -123,7 +123,7 @@ def start_canary(
     """
     soak = soak_seconds if soak_seconds is not None else settings.model(model).monitoring.canary_soak_seconds
     holder = lock_holder(actor, flow_run_id)
-    with store.model_lock(model, holder=holder, purpose=f"canary of version {version}"):
+    with store.model_lock(model, holder=holder, purpose=f"canary of version {version}") as lease:
         check_canary(store, settings, model, version)
         production = store.get_alias(model, PRODUCTION)
         previous = store.get_alias(model, PREVIOUS)
@@ -141,6 +141,7 @@ def start_canary(
             ),
             holder=holder,
             purpose=f"canary of {model} version {version}",
+            lease=lease,
         )
         canary = store.get_canary(model)
     return CanaryResult(
@@ -176,7 +177,7 @@ def abort_canary(
         tasks.serving_reload.ServingReloadError: TF Serving refused the config; restored.
     """
     holder = lock_holder(actor, flow_run_id)
-    with store.model_lock(model, holder=holder, purpose="canary abort"):
+    with store.model_lock(model, holder=holder, purpose="canary abort") as lease:
         canary = _running_canary(store, model, expected_version)
         production = store.get_alias(model, PRODUCTION)
         previous = store.get_alias(model, PREVIOUS)
@@ -191,6 +192,7 @@ def abort_canary(
             ),
             holder=holder,
             purpose=f"canary abort of {model} version {canary.version}",
+            lease=lease,
         )
     return CanaryResult(
         model=model, version=canary.version, production_version=production.version, outcome="aborted", actor=actor

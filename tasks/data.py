@@ -4,27 +4,22 @@ A model's data folder (``<home>/data/<model>/``) holds ``incoming/`` (new batche
 ``accepted/`` (batches that passed validation; the training set is those in the training
 window, see ``tasks.batches``, streamed by ``tasks.training_data``),
 ``quarantine/`` (batches that failed, with their reports) and, for the bundled source,
-``holdout.parquet`` (the fixed evaluation set) and ``.retrain.lock`` (see :func:`hold_for_retrain`).
+``holdout.parquet`` (the fixed evaluation set). One retrain at a time uses them: see
+:mod:`tasks.retrain_hold`.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import socket
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pandas as pd
-from filelock import FileLock, Timeout
 
-from core.files import write_atomically, write_text_atomically
+from core.files import write_atomically
 from core.settings import Settings
 from tasks.checksum import file_sha256
 from tasks.retry_policy import retry_if_transient
@@ -52,10 +47,6 @@ class DataError(Exception):
 
 class NoMoreBatches(DataError):
     """Every bundled daily batch has already been delivered."""
-
-
-class RetrainInProgress(DataError):
-    """Another retrain of the model is using its data folders; this one changed nothing."""
 
 
 @dataclass(frozen=True)
@@ -86,70 +77,6 @@ class DataFolders:
         for folder in (self.incoming, self.accepted, self.quarantine):
             folder.mkdir(parents=True, exist_ok=True)
         return self
-
-
-@contextmanager
-def hold_for_retrain(folders: DataFolders, model: str) -> Iterator[None]:
-    """Hold ``model``'s data folders for one retrain, from collecting new batches to the decision.
-
-    Deployment runs of the nightly never overlap (a concurrency limit of 1), but a manual
-    ``tfrelease retrain`` or a run started from the Prefect UI could race one for the same
-    ``incoming/`` files. The hold is a non-blocking exclusive lock on ``<data>/.retrain.lock``
-    taken with the ``filelock`` package: its ``UnixFileLock`` is an ``flock``, so the kernel
-    releases it when its process ends, however it ends, and a killed run never leaves it behind.
-    Once the lock is taken, who holds it (``pid <pid> on <host>, since <YYYY-mm-dd HH:MM:SS> UTC``)
-    is written to ``<data>/.retrain.holder`` (atomically; filelock owns the lock file's
-    content) and removed again before the lock is released. A run killed while holding
-    leaves that note behind; the next holder overwrites it.
-
-    One retrain of a model at a time, in this process too: every call locks through a new
-    lock object of its own (``is_singleton=False``), which opens the lock file anew, so a
-    second hold fails whether it comes from another process, another thread or the same
-    thread (a filelock singleton would be re-entrant and let a second retrain in the same
-    thread through). The object is never shared, so ``thread_local=False`` only lets the
-    hold be released from whichever thread leaves the ``with`` block. ``fallback_to_soft``
-    is off: on a filesystem without ``flock`` the hold fails rather than becoming a marker
-    file that a killed run would leave behind.
-
-    Side effects: creates ``folders.root`` and ``<data>/.retrain.lock`` (left in place; filelock
-    neither writes nor removes it).
-
-    Raises:
-        RetrainInProgress: another holder has the lock (raised at once, without waiting);
-            the message names it by pid, host and start time, as its holder note says
-            ("another process" while that note is missing or unreadable). Nothing was
-            changed.
-        OSError: the folder or lock file cannot be created or locked (ENOSYS: the
-            filesystem has no ``flock``), or the holder note cannot be written; then the
-            lock is released again.
-    """
-    folders.root.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(
-        folders.root / ".retrain.lock", blocking=False, is_singleton=False, thread_local=False, fallback_to_soft=False
-    )
-    holder = folders.root / ".retrain.holder"
-    try:
-        lock.acquire()
-    except Timeout:
-        try:
-            who = holder.read_text(encoding="utf-8").strip() or "another process"
-        except OSError:  # its holder has not written it yet, or has just removed it to release
-            who = "another process"
-        raise RetrainInProgress(
-            f"another retrain of {model} is using {folders.root} ({who}); this run changed nothing: "
-            "run it again when that one has finished"
-        ) from None
-    try:
-        write_text_atomically(
-            holder, f"pid {os.getpid()} on {socket.gethostname()}, since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
-        )
-        yield
-    finally:
-        try:
-            with suppress(OSError):  # a stale note is harmless: the next holder overwrites it
-                holder.unlink(missing_ok=True)
-        finally:
-            lock.release()
 
 
 def _digits_frame() -> pd.DataFrame:

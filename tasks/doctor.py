@@ -9,12 +9,13 @@ that repair is safe to apply without a person; ``repair`` applies the safe ones 
 What counts as safe: a change that cannot make TF Serving serve something the registry does
 not say it should, cannot destroy the files of a version that may still be released or
 rolled back to, and cannot break a run that may still be in progress: what a run may still be
-using waits for the age limits below, unless the model's retrain lock (:func:`retrain_lock`)
-shows that no retrain is running, and then it is repaired at once.
+using waits for the age limits below, unless the model's retrain lease
+(:func:`tasks.retrain_hold.retrain_state`) shows that no retrain is running, and then it is
+repaired at once.
 Anything else (a SavedModel whose bytes changed, a version whose folder vanished) is
 reported for a human: re-release or roll back.
 
-It also lists the registry's leases (model locks, the ``models.config`` lock) that protect
+It also lists the registry's leases (model locks, retrain and changelog leases) that protect
 nothing any more: their holder's process is gone, or they expired without being released
 (``registry.leases.stale_reason``). Releasing one is safe: the next switch of that model would
 take it over anyway; a lease whose holder is alive (or on another host and not expired) is
@@ -25,11 +26,8 @@ Plain module (no TensorFlow, no Prefect): it runs on the CLI's fast path.
 
 from __future__ import annotations
 
-import errno
-import fcntl
-import os
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -42,26 +40,23 @@ from registry.store import RegistryStore
 from tasks.drift import (
     FAILED_BY_DOCTOR,
     ORPHANED_PREFIX,
-    RETRAIN_HOLDER,
-    RETRAIN_LOCK,
     Drift,
     DriftKind,
     RepairAction,
-    RetrainLock,
-    RetrainState,
 )
 from tasks.model_store_drift import check_model_folders, subfolders
 from tasks.retention import remove_folder
+from tasks.retrain_hold import retrain_state
 from tasks.serving import sync_serving_config
 from tasks.serving_drift import DEFAULT_STATUS_TIMEOUT_SECONDS, check_serving_config, check_serving_status
 
 DEFAULT_STAGING_GRACE = timedelta(minutes=10)
 """Temporary folders, and ``registering`` rows with no folder, younger than this may belong
-to an export that is still running: reported, never touched (unless the model's retrain lock
+to an export that is still running: reported, never touched (unless the model's retrain lease
 is free; a retention run's ``.deleting-`` folder waits regardless)."""
 DEFAULT_REGISTERING_TIMEOUT = timedelta(hours=1)
 """A ``registering`` row whose folder is complete, younger than this, may still be being
-evaluated by its run: reported, never touched (unless the model's retrain lock is free)."""
+evaluated by its run: reported, never touched (unless the model's retrain lease is free)."""
 CHECKED_STATUSES = HAS_FILES | {VersionStatus.REGISTERING}
 """Versions whose folder the doctor checks whether or not it is there: their files should exist,
 or are being written."""
@@ -75,7 +70,7 @@ def find_drift(
     now: datetime | None = None,
     staging_grace: timedelta = DEFAULT_STAGING_GRACE,
     registering_timeout: timedelta = DEFAULT_REGISTERING_TIMEOUT,
-    data_dir: Callable[[str], Path] | None = None,
+    probe_retrain: bool = False,
     grpc_address: str | None = None,
     status_timeout_seconds: float = DEFAULT_STATUS_TIMEOUT_SECONDS,
 ) -> list[Drift]:
@@ -87,11 +82,11 @@ def find_drift(
     (timezone-aware, default the current UTC time) is compared with registry timestamps
     (a lease's expiry included) and folder modification times.
 
-    ``data_dir`` gives a model's data folder (``Settings.data_dir``), whose retrain lock
-    :func:`retrain_lock` probes for a model with a ``registering`` row or a staging folder,
-    after reading the model's rows and listing its folder. While no retrain holds it, those
-    are repaired at once whatever their age; while one does (or it cannot be told), the age
-    limits decide and the drift says so. Without ``data_dir``, the age limits alone decide.
+    With ``probe_retrain``, a model with a ``registering`` row or a staging folder has its
+    retrain lease read (:func:`tasks.retrain_hold.retrain_state`, at the current time) after
+    its rows and folder: while no live retrain holds it, those are repaired at once whatever
+    their age; while one does, the age limits decide and the drift names the holder. Without
+    it, the age limits alone decide.
 
     ``grpc_address`` (``serving.grpc_address``, ``host:port``) is asked, each call bounded by
     ``status_timeout_seconds``, whether every production version is AVAILABLE
@@ -128,7 +123,7 @@ def find_drift(
             staging_grace,
             registering_timeout,
             intact,
-            retrain=None if data_dir is None else partial(_probe, data_dir, model),
+            retrain=partial(retrain_state, store, model) if probe_retrain else None,
             known_model=model in known,
         )
     drifts += check_serving_config(store, model_store, config_path, set(known), intact)
@@ -158,58 +153,13 @@ def stale_leases(store: RegistryStore, now: datetime) -> list[Drift]:
                 None,
                 f"the lock held by {lock.holder}{where} for {lock.purpose} since "
                 f"{lock.acquired_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC was never released: {reason}",
-                "release it (the next release or rollback would take it over anyway)",
+                "release it (its next holder would take it over anyway)",
                 safe=True,
                 action=RepairAction.RELEASE_LEASE,
                 lease_holder=lock.holder,
             )
         )
     return drifts
-
-
-def retrain_lock(folder: Path) -> RetrainLock:
-    """Whether a retrain holds the lock in ``folder`` (a model's data folder); never waits, changes nothing.
-
-    ``tasks.data.hold_for_retrain`` holds an exclusive ``flock`` on ``<folder>/.retrain.lock``
-    for a whole retrain, and the kernel releases it when the process ends, however it ends.
-    The probe opens the existing file read-only and asks for a shared ``flock`` without
-    waiting: refused, a retrain holds it (HELD, named by its ``.retrain.holder`` note);
-    granted, nothing does (FREE), and it is released at once. For those few microseconds a
-    retrain starting on the same model would be refused as already running.
-
-    The lock is per file system: a retrain on another machine with its own data folder is
-    not seen. A missing lock file (no retrain has run from this home) or one that cannot be
-    opened or locked gives UNKNOWN with the reason: the caller keeps its age limits.
-    """
-    lock = folder / RETRAIN_LOCK
-    try:
-        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return RetrainLock(RetrainState.UNKNOWN, f"{lock} does not exist (no retrain has run with this data folder)")
-    except OSError as error:
-        return RetrainLock(RetrainState.UNKNOWN, f"cannot open {lock}: {error.strerror or error}")
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError as error:
-            if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                return RetrainLock(RetrainState.UNKNOWN, f"cannot lock {lock}: {error.strerror or error}")
-            try:
-                holder = (folder / RETRAIN_HOLDER).read_text(encoding="utf-8").strip()
-            except OSError:  # its holder has not written it yet, or is removing it to release
-                holder = ""
-            return RetrainLock(RetrainState.HELD, holder or "held by a process that has not named itself yet")
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return RetrainLock(RetrainState.FREE, str(lock))
-    finally:
-        os.close(fd)
-
-
-def _probe(data_dir: Callable[[str], Path], model: str) -> RetrainLock:
-    try:
-        return retrain_lock(data_dir(model))
-    except (OSError, RuntimeError) as error:  # its path cannot be worked out (RuntimeError: a symlink loop)
-        return RetrainLock(RetrainState.UNKNOWN, f"cannot find the data folder of {model}: {error}")
 
 
 def repair(

@@ -22,11 +22,6 @@ ORPHANED_PREFIX = ".orphaned-"
 
 FAILED_BY_DOCTOR = "export never completed (found by doctor)"
 """The reason of the ``failed`` event the doctor writes for a version stuck in ``registering``."""
-RETRAIN_LOCK = ".retrain.lock"
-"""``tasks.data.hold_for_retrain``'s lock in a model's data folder (``<home>/data/<model>/``): an
-``flock`` held for a whole retrain, allocation, export and registration included."""
-RETRAIN_HOLDER = ".retrain.holder"
-"""Beside it, who holds that lock: ``pid <pid> on <host>, since <YYYY-mm-dd HH:MM:SS> UTC``."""
 
 
 class DriftKind(StrEnum):
@@ -60,17 +55,19 @@ class RepairAction(StrEnum):
 class RetrainState(StrEnum):
     """Whether a retrain of a model was running when the doctor looked at the model."""
 
-    FREE = "free"  # its lock is free: no retrain is allocating, exporting or registering a version
-    HELD = "held"  # a retrain holds its lock: the age limits decide what may still be in use
+    FREE = "free"  # its lease is free or stale: no retrain is allocating, exporting or registering a version
+    HELD = "held"  # a live retrain holds its lease: the age limits decide what may still be in use
     UNKNOWN = "unknown"  # not checked, or it cannot be told: the age limits decide
 
 
 @dataclass(frozen=True)
 class RetrainLock:
-    """What a model's retrain lock (:data:`RETRAIN_LOCK`) said when the doctor looked.
+    """What a model's retrain lease (``tasks.retrain_hold``, ``retrain:<model>`` in the registry)
+    said when the doctor looked.
 
-    ``detail`` is, for FREE, the lock file; for HELD, its holder (as its :data:`RETRAIN_HOLDER`
-    note says); for UNKNOWN, why it cannot be told (empty when it was not checked).
+    ``detail`` is, for FREE, why nobody holds it (no lease, or a stale one and why); for HELD,
+    its holder, host and since when; for UNKNOWN, why it cannot be told (empty when it was not
+    checked).
     """
 
     state: RetrainState
@@ -78,7 +75,7 @@ class RetrainLock:
 
 
 NOT_CHECKED = RetrainLock(RetrainState.UNKNOWN)
-"""No data folder was given to look at: the age limits alone decide, as before the lock was probed."""
+"""The retrain lease was not looked at: the age limits alone decide."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +84,7 @@ class Drift:
 
     ``model`` is ``"*"`` when the whole ``models.config`` is unreadable or the running TF
     Serving cannot be reached, and the lock's name
-    for a stale lease (``"*models.config*"`` for the lock of that file, ``tasks.serving.CONFIG_LOCK``);
+    for a stale lease (a model, ``retrain:<model>`` or ``changelog:<model>``);
     ``version`` is None for drifts about a model's serving entry or lock, or a folder name that
     is no version. ``repair`` says in words what would fix it; ``action`` is what
     ``tasks.doctor.repair`` does when ``safe``. ``path`` is the folder (or, for serving drifts,

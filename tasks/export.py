@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,7 @@ def export_saved_model(
     *,
     warmup_features: np.ndarray | None = None,
     model_name: str | None = None,
+    before_rename: Callable[[], None] | None = None,
 ) -> str:
     """Write ``model`` as a SavedModel at ``target`` atomically; return sha256 of saved_model.pb.
 
@@ -54,6 +56,9 @@ def export_saved_model(
             in the staging folder, before the rename. None: no warm-up file.
         model_name: the name TF Serving serves the model under, put in each warm-up request;
             default ``target.parent.name`` (the ``<model_store>/<model>/<N>`` layout).
+        before_rename: called once the staging folder is complete, right before the rename that
+            publishes it (a lease's ``ensure_held``); whatever it raises propagates unchanged,
+            after the staging folder is removed.
 
     The checksum covers ``saved_model.pb`` only, not ``assets.extra``.
 
@@ -93,8 +98,18 @@ def export_saved_model(
                 signature_name=SIGNATURE,
             )
         digest = file_sha256(staging / "saved_model.pb")
-        staging.rename(target)
     except Exception as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ExportError(f"exporting to {target} failed: {error}") from error
+    try:
+        if before_rename is not None:
+            before_rename()
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    try:
+        staging.rename(target)
+    except OSError as error:
         shutil.rmtree(staging, ignore_errors=True)
         raise ExportError(f"exporting to {target} failed: {error}") from error
     return digest

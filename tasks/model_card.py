@@ -6,7 +6,9 @@
   ``assets.extra`` and ignores this file; it is outside ``saved_model.pb``, so the checksum
   the registry holds does not change.
 - ``<model_store>/<model>/CHANGELOG.md``: one entry per version, **newest first**, for a
-  person reading the model store.
+  person reading the model store. Its writers (a nightly on one worker, an approval from a
+  laptop) take turns through the registry lease ``changelog:<model>``, not a file lock, so
+  that they exclude each other whichever machine they run on.
 
 Rendering is pure (``model_card``, ``render_changelog_entry``, ``merge_changelog``); the
 writers only add the atomic file handling. Plain module (no TensorFlow, no Prefect).
@@ -20,8 +22,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
-
 from core.files import write_text_atomically
 from registry.models import ModelVersionRecord
 from registry.store import RegistryStore
@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 CARD_SCHEMA = 1
 CHANGELOG = "CHANGELOG.md"
+CHANGELOG_LEASE_PREFIX = "changelog:"
+"""Prefix of the registry lease its writers hold while they read and replace a model's CHANGELOG.md."""
 _ENTRY_MARK = "<!-- tfrelease:version={version} -->"
 _ENTRY_START = re.compile(r"^<!-- tfrelease:version=(\d+) -->$", re.MULTILINE)
 _BATCHES_SHOWN = 5
@@ -150,36 +152,35 @@ def merge_changelog(existing: str | None, model: str, version: int, entry: str) 
     return (header + body).rstrip("\n") + "\n"
 
 
-def append_changelog(model_dir: Path, record: ModelVersionRecord, actor: str) -> Path:
+def append_changelog(store: RegistryStore, model_dir: Path, record: ModelVersionRecord, actor: str) -> Path:
     """Add (or update) ``record``'s entry in ``<model_dir>/CHANGELOG.md``.
 
-    Side effects: creates ``model_dir`` if needed; holds an exclusive lock on
-    ``<model_dir>/.CHANGELOG.md.lock`` while it reads and replaces the file (so a nightly run
-    and a CLI approval do not lose each other's entry), waiting for as long as another
-    holder has it; the file is replaced atomically. The lock is the ``filelock`` package's
-    ``FileLock`` (an ``flock`` on Unix, released by the kernel if its process dies; a new,
-    non-singleton lock object per call, so two calls exclude each other in one process too;
-    no soft fallback on filesystems without ``flock``). The lock file is left in place.
+    Side effects: creates ``model_dir`` if needed; holds the registry lease
+    ``changelog:<model>`` (:meth:`registry.store.RegistryStore.model_lock`, waiting up to
+    60 s for another writer) while it reads and replaces the file, so that a nightly run and
+    an approval, on any machines sharing the model store, do not lose each other's entry; the
+    file is replaced atomically, right after checking that the lease is still held.
 
     Returns:
         The changelog's path.
 
     Raises:
         ValueError: ``actor`` is empty.
-        OSError: the file could not be read or written, or the lock file could not be
-            created or locked (ENOSYS: the filesystem has no ``flock``); the old changelog is
-            left as it was.
-        RuntimeError: this thread already holds the changelog lock of ``model_dir`` through
-            another call (filelock refuses the self-deadlock instead of waiting forever).
+        OSError: the file could not be read or written; the old changelog is left as it was.
+        registry.errors.ModelLocked: another writer held the lease for over 60 s.
+        registry.errors.LeaseLost: the lease was lost before the write; nothing was written.
     """
     if not actor.strip():
         raise ValueError("append_changelog: actor must be a non-empty string")
     model_dir.mkdir(parents=True, exist_ok=True)
     path = model_dir / CHANGELOG
     entry = render_changelog_entry(record, actor)
-    with FileLock(model_dir / f".{CHANGELOG}.lock", is_singleton=False, fallback_to_soft=False):
+    name = f"{CHANGELOG_LEASE_PREFIX}{record.model_name}"
+    with store.model_lock(name, holder=actor, purpose=f"changelog entry of version {record.version}") as lease:
         existing = path.read_text() if path.exists() else None
-        write_text_atomically(path, merge_changelog(existing, record.model_name, record.version, entry))
+        merged = merge_changelog(existing, record.model_name, record.version, entry)
+        lease.ensure_held()
+        write_text_atomically(path, merged)
     return path
 
 
@@ -231,6 +232,6 @@ def document_version(store: RegistryStore, model_store: Path, model: str, versio
     record = store.get_version(model, version)
     try:
         write_model_card(version_dir(model_store, model, version), record)
-        append_changelog(model_store / model, record, actor=actor)
+        append_changelog(store, model_store / model, record, actor=actor)
     except OSError as error:
         logger.warning("could not write the model card or changelog of %s version %s: %s", model, version, error)

@@ -348,7 +348,7 @@ def _leftover(row: ModelVersionRecord, folder: Path) -> Drift:
 def _retrain_words(model: str, lock: RetrainLock) -> str:
     """What ``lock`` says, for a repair text; empty when it was not checked."""
     if lock.state is RetrainState.FREE:
-        return f"no retrain of {model} is running (its lock {lock.detail} is free)"
+        return f"no retrain of {model} is running ({lock.detail})"
     if lock.state is RetrainState.HELD:
         return f"a retrain of {model} is running: {lock.detail}"
     if lock.detail:

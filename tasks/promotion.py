@@ -59,7 +59,7 @@ def switch_to_version(
             version; config restored, registry unchanged.
     """
     holder = lock_holder(actor, flow_run_id)
-    with store.model_lock(model, holder=holder, purpose=f"release of version {version}"):
+    with store.model_lock(model, holder=holder, purpose=f"release of version {version}") as lease:
         current = store.get_alias(model, PRODUCTION)
         check_transition(model, version, store.get_version(model, version).status, VersionStatus.PRODUCTION, force=force)
         if expected_production is not _ANY and (current.version if current else None) != expected_production:
@@ -85,6 +85,7 @@ def switch_to_version(
             ),
             holder=holder,
             purpose=f"release of {model} version {version}",
+            lease=lease,
         )
     document_version(store, settings.model_store, model, version, actor=actor)
     return current.version if current else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import platform
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from core.settings import ModelSettings
+from registry.errors import LeaseLost
 from registry.models import ModelVersionRecord
 from registry.store import RegistryStore
 from tasks.checksum import files_digest
@@ -81,8 +83,13 @@ def register_candidate(
     baseline: ModelVersionRecord | None,
     baseline_metrics: Metrics | None,
     flow_run_id: str | None,
+    ensure_held: Callable[[], None] | None = None,
 ) -> ModelVersionRecord:
     """Allocate a version, export ``trained`` to ``<model_store>/<model>/<N>/``, evaluate and record it.
+
+    ``ensure_held`` (the retrain lease's ``Lease.ensure_held``) is called right before each
+    write: the allocation, the rename that publishes the export, the registration; what it
+    raises (``registry.errors.LeaseLost``) propagates at once, the version left for the doctor.
 
     The export carries TF Serving warm-up requests for model ``model``
     (``assets.extra/tf_serving_warmup_requests``) built from the first
@@ -97,19 +104,25 @@ def register_candidate(
             requests, e.g. an empty holdout) or evaluation failed; the version is marked
             ``failed`` first, with the error as the reason.
     """
+    check = ensure_held or (lambda: None)
+    check()
     allocated = store.allocate_version(
         model, actor="policy", reason="nightly retrain candidate", flow_run_id=flow_run_id
     )
     target = version_dir(model_store, model, allocated.version)
     try:
         digest = export_saved_model(
-            trained, target, config.input_name, warmup_features=holdout[0][:DEFAULT_BATCH_ROWS], model_name=model
+            trained, target, config.input_name, warmup_features=holdout[0][:DEFAULT_BATCH_ROWS], model_name=model,
+            before_rename=check,
         )
         files_recorded = files_digest(target)
         metrics = evaluate_version(target, holdout, config.input_name)
+    except LeaseLost:
+        raise  # another retrain holds the model now: not even this version's row is ours to write
     except Exception as error:
         store.mark_failed(model, allocated.version, actor="policy", reason=f"export or evaluation failed: {error}", flow_run_id=flow_run_id)
         raise
+    check()
     return store.complete_registration(
         model,
         allocated.version,

@@ -73,7 +73,7 @@ def rollback_model(
             target; config restored, registry unchanged.
     """
     holder = lock_holder(actor, flow_run_id)
-    with store.model_lock(model, holder=holder, purpose="rollback"):
+    with store.model_lock(model, holder=holder, purpose="rollback") as lease:
         current = store.get_alias(model, PRODUCTION)
         if current is None:
             raise RollbackRefused(f"{model} has no production version to roll back from")
@@ -105,6 +105,7 @@ def rollback_model(
             ),
             holder=holder,
             purpose=f"rollback of {model}",
+            lease=lease,
         )
     document_version(store, settings.model_store, model, current.version, actor=actor)
     return RollbackResult(model=model, from_version=current.version, to_version=target.version)

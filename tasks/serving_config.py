@@ -89,14 +89,6 @@ def write_config(path: Path, models: list[ServedModel]) -> str:
     return text
 
 
-def restore_config(path: Path, text: str | None) -> None:
-    """Put ``path`` back as it was, byte for byte: ``text``, or no file when ``text`` is None."""
-    if text is None:
-        path.unlink(missing_ok=True)
-    else:
-        write_text_atomically(path, text)
-
-
 def read_config_text(text: str) -> list[ServedModel]:
     """Parse ModelServerConfig text (see :func:`read_config`).
 

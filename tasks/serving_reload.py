@@ -18,6 +18,7 @@ import importlib.util
 import sys
 import threading
 import time
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -169,12 +170,14 @@ def push_config(
     *,
     timeout_seconds: float,
     poll_interval_seconds: float = 0.5,
+    wait_for: Collection[str] | None = None,
+    restore_to: Callable[[], list[ServedModel]] | None = None,
 ) -> None:
     """Make the TF Serving at ``address`` (``host:port``, gRPC) serve ``models``.
 
     Sends :func:`staged_models` (new versions next to the old ones, labels unmoved), polls
-    GetModelStatus every ``poll_interval_seconds`` until every version of ``models`` is
-    AVAILABLE, then sends ``models`` itself (labels moved, old versions dropped): the two
+    GetModelStatus every ``poll_interval_seconds`` until every version of the models named in
+    ``wait_for`` (default: all of ``models``) is AVAILABLE, then sends ``models`` itself (labels moved, old versions dropped): the two
     steps serving_config.md asks for when a label moves. ``previous`` is what the server
     serves now. ``timeout_seconds`` bounds the whole push, each gRPC call included.
 
@@ -182,7 +185,9 @@ def push_config(
         ServingReloadError: a reload was refused (non-OK status), a new version failed to
             load (the server's error message is in the exception), or ``timeout_seconds``
             passed. Before raising, the ``previous`` config is re-sent (best effort, with a
-            fresh ``timeout_seconds``); the exception says whether that worked.
+            fresh ``timeout_seconds``), or what ``restore_to()`` returns when it is given (the
+            caller's way to put back only its own model's entry, beside the others as they
+            are by then); the exception says whether that worked.
         ServingConfigError: a label in ``models`` or ``previous`` points at a version the
             model does not serve (nothing is sent).
     """
@@ -195,12 +200,18 @@ def push_config(
         stub = protos.model_service_pb2_grpc.ModelServiceStub(channel)
         error = _reload(stub, staged, deadline, timeout_seconds)
         if error is None:
-            error = _wait_until_available(stub, models, deadline, timeout_seconds, poll_interval_seconds)
+            waited = [model for model in models if wait_for is None or model.name in wait_for]
+            error = _wait_until_available(stub, waited, deadline, timeout_seconds, poll_interval_seconds)
         if error is None and final != staged:
             error = _reload(stub, final, deadline, timeout_seconds)
         if error is None:
             return
-        restore_error = _reload(stub, restore, time.monotonic() + timeout_seconds, timeout_seconds)
+        try:
+            if restore_to is not None:
+                restore = _config(restore_to())
+            restore_error = _reload(stub, restore, time.monotonic() + timeout_seconds, timeout_seconds)
+        except Exception as failed:  # the push's own error is the one to report; this one goes with it
+            restore_error = f"{type(failed).__name__}: {failed}"
     raise ServingReloadError(address, error, restored=restore_error is None, restore_error=restore_error)
 
 

@@ -181,13 +181,13 @@ def doctor(
 
     store = open_store(settings)
     drifts = find_drift(
-        store, settings.model_store, settings.serving_config_path, data_dir=settings.data_dir, grpc_address=settings.serving.grpc_address
+        store, settings.model_store, settings.serving_config_path, probe_retrain=True, grpc_address=settings.serving.grpc_address
     )
     if as_json:
         fixed = repair(drifts, store, settings.model_store, settings.serving_config_path, actor=actor()) if fix and drifts else []
         remaining = (
             find_drift(
-                store, settings.model_store, settings.serving_config_path, data_dir=settings.data_dir,
+                store, settings.model_store, settings.serving_config_path, probe_retrain=True,
                 grpc_address=settings.serving.grpc_address,
             )
             if fixed
@@ -215,7 +215,7 @@ def doctor(
     for line in repair(drifts, store, settings.model_store, settings.serving_config_path, actor=actor()):
         console.print(f"fixed: {line}", highlight=False)
     remaining = find_drift(
-        store, settings.model_store, settings.serving_config_path, data_dir=settings.data_dir, grpc_address=settings.serving.grpc_address
+        store, settings.model_store, settings.serving_config_path, probe_retrain=True, grpc_address=settings.serving.grpc_address
     )
     for drift in remaining:
         console.print(f"left for a human: {drift}", style="red", highlight=False)

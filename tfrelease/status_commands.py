@@ -55,7 +55,7 @@ def status(model: ModelOption = None, as_json: JsonOption = False) -> None:
         times, schedule_error = None, str(error)
     try:
         drifts: list[Drift] = find_drift(
-            store, settings.model_store, settings.serving_config_path, now=now, data_dir=settings.data_dir,
+            store, settings.model_store, settings.serving_config_path, now=now, probe_retrain=True,
             grpc_address=settings.serving.grpc_address,
         )
         drift_error = None

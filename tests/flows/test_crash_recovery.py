@@ -32,7 +32,7 @@ CHILD = textwrap.dedent(
     import numpy as np
     import tasks.export
     from registry.store import RegistryStore
-    from tasks.data import DataFolders, hold_for_retrain
+    from tasks.retrain_hold import hold_for_retrain
     from tasks.register import Lineage, register_candidate
     from tasks.train import train_model
     from tasks.training_data import ArrayData
@@ -50,10 +50,12 @@ CHILD = textwrap.dedent(
     features = rng.uniform(0, 16, (64, 64)).astype("float32")
     labels = np.arange(64) % 10
     trained = train_model(ArrayData(features, labels), TrainingParams(epochs=1), 10, "pixels")
-    with hold_for_retrain(DataFolders.for_model(settings, "digits"), "digits"):
+    store = RegistryStore.open(settings.registry_url)
+    with hold_for_retrain(store, "digits", holder="nightly retrain") as lease:
         register_candidate(
-            RegistryStore.open(settings.registry_url), settings.model_store, "digits", trained, config,
+            store, settings.model_store, "digits", trained, config,
             (features, labels), Lineage("0" * 64, [], None, "3.11", "tf", "keras"), None, None, None,
+            lease.ensure_held,
         )
     """
 )
@@ -70,11 +72,11 @@ def test_sigkill_during_export_is_reported_repaired_and_the_next_night_succeeds(
     # While the run lives, it holds its retrain lock: its export is left alone and the holder named.
     live = find_drift(
         RegistryStore.open(settings.registry_url), settings.model_store, settings.serving_config_path,
-        data_dir=settings.data_dir,
+        probe_retrain=True,
     )
     exporting = [d for d in live if d.kind in (DriftKind.STUCK_REGISTERING, DriftKind.TEMPORARY_FOLDER)]
     assert len(exporting) == 2
-    assert all(not d.safe and f"a retrain of digits is running: pid {child.pid} on " in d.repair for d in exporting)
+    assert all(not d.safe and f"a retrain of digits is running: nightly retrain [pid {child.pid}, " in d.repair for d in exporting)
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=30)
 
@@ -86,7 +88,7 @@ def test_sigkill_during_export_is_reported_repaired_and_the_next_night_succeeds(
 
     # No waiting needed: the killed run's retrain lock is free, so nothing can still be exporting.
     # (Only looked at here: the repair below is the one with the grace periods passed.)
-    at_once = find_drift(store, settings.model_store, settings.serving_config_path, data_dir=settings.data_dir)
+    at_once = find_drift(store, settings.model_store, settings.serving_config_path, probe_retrain=True)
     leftovers = [d for d in at_once if d.kind in (DriftKind.STUCK_REGISTERING, DriftKind.TEMPORARY_FOLDER)]
     assert {d.kind for d in leftovers} == {DriftKind.STUCK_REGISTERING, DriftKind.TEMPORARY_FOLDER}
     assert all(d.safe and "no retrain of digits is running" in d.repair for d in leftovers)

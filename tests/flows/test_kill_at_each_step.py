@@ -84,24 +84,29 @@ class Kill:
 
 
 KILLS = [
-    Kill("validating", NIGHTLY.format(patch="hang_in('tasks.validate', 'validate_batch')")),
-    Kill("training", NIGHTLY.format(patch="import keras\nhang_in(keras.Model, 'fit')")),
+    # A killed nightly leaves its retrain lease (retrain:digits) behind, named as a stale lease.
+    Kill("validating", NIGHTLY.format(patch="hang_in('tasks.validate', 'validate_batch')"), frozenset({DriftKind.STALE_LEASE})),
+    Kill("training", NIGHTLY.format(patch="import keras\nhang_in(keras.Model, 'fit')"), frozenset({DriftKind.STALE_LEASE})),
     Kill(
         "export",
         NIGHTLY.format(patch="hang_in('tasks.export', 'file_sha256')"),
-        frozenset({DriftKind.STUCK_REGISTERING, DriftKind.TEMPORARY_FOLDER}),
+        frozenset({DriftKind.STUCK_REGISTERING, DriftKind.TEMPORARY_FOLDER, DriftKind.STALE_LEASE}),
     ),
     Kill(
         "after the folder appears",
         NIGHTLY.format(patch="hang_in('tasks.register', 'files_digest')"),
-        frozenset({DriftKind.REGISTERING_WITH_FILES}),
+        frozenset({DriftKind.REGISTERING_WITH_FILES, DriftKind.STALE_LEASE}),
     ),
     Kill(
         "during promotion",
         NIGHTLY.format(patch="hang_in('tasks.serving', 'write_config', after=True)"),
         frozenset({DriftKind.SERVING_CONFIG, DriftKind.STALE_LEASE}),
     ),
-    Kill("after the registry recorded it", NIGHTLY.format(patch="hang_in('tasks.promotion', 'document_version')")),
+    Kill(
+        "after the registry recorded it",
+        NIGHTLY.format(patch="hang_in('tasks.promotion', 'document_version')"),
+        frozenset({DriftKind.STALE_LEASE}),
+    ),
     Kill(
         "release mid-switch",
         SWITCH.format(
@@ -178,7 +183,7 @@ def test_a_kill_is_named_rolled_back_over_repaired_and_finished_by_the_next_nigh
     allocated = max(v.version for v in store.list_versions("digits"))
 
     # 1. doctor names what the kill left, and every repair is safe at once: nothing runs now.
-    drift = find_drift(store, settings.model_store, settings.serving_config_path, data_dir=settings.data_dir)
+    drift = find_drift(store, settings.model_store, settings.serving_config_path, probe_retrain=True)
     assert {d.kind for d in drift} == kill.drift, [str(d) for d in drift]
     assert all(d.safe for d in drift), [str(d) for d in drift]
 
@@ -195,7 +200,7 @@ def test_a_kill_is_named_rolled_back_over_repaired_and_finished_by_the_next_nigh
     # 3. doctor --fix repairs what is left; then the registry, the store and models.config agree.
     fixed = CliRunner().invoke(app, ["doctor", "--fix"])
     assert fixed.exit_code == 0, fixed.output
-    assert find_drift(store, settings.model_store, settings.serving_config_path, data_dir=settings.data_dir) == []
+    assert find_drift(store, settings.model_store, settings.serving_config_path, probe_retrain=True) == []
 
     # 4. The next nightly completes and finishes the interrupted work.
     state = asyncio.run(retrain(model="digits", return_state=True))
@@ -205,7 +210,7 @@ def test_a_kill_is_named_rolled_back_over_repaired_and_finished_by_the_next_nigh
     accepted = list_batches(DataFolders.for_model(settings, "digits").accepted)
     assert accepted and untrained_batches(store, "digits", accepted) == []
     assert stale_cards(store, settings.model_store, "digits") == []
-    assert find_drift(store, settings.model_store, settings.serving_config_path, data_dir=settings.data_dir) == []
+    assert find_drift(store, settings.model_store, settings.serving_config_path, probe_retrain=True) == []
     if kill.step in ("export", "after the folder appears"):
         assert store.get_version("digits", allocated).status is VersionStatus.FAILED
     if kill.step == "during promotion":

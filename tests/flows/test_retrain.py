@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -214,20 +215,22 @@ def run_name(state) -> str:
 
 
 def test_a_second_retrain_of_the_same_model_stops_at_once_and_changes_nothing(slack_on, slack_standin):
-    from tasks.data import RetrainInProgress, hold_for_retrain
+    from registry.store import RegistryStore
+    from tasks.retrain_hold import RetrainInProgress, hold_for_retrain
 
     settings = slack_on()
     folders = DataFolders.for_model(settings, "digits")
     waiting = drop_bundled_batch(folders)
     before = snapshot(settings)
 
-    with hold_for_retrain(folders, "digits"):  # the first run, still going
+    store = RegistryStore.open(settings.registry_url)
+    with hold_for_retrain(store, "digits", holder="manual retrain"):  # the first run, still going
         state = run_night()
 
     assert state.is_failed()
     error = state.result(raise_on_failure=False)
     assert isinstance(error, RetrainInProgress)
-    assert f"another retrain of digits is using {folders.root} (pid " in str(error)
+    assert str(error).startswith(f"another retrain of digits is running (manual retrain [pid {os.getpid()}, ")
     assert waiting.exists() and snapshot(settings) == before
     assert slack_standin.requests == []  # nothing happened: no alarm in the channel
     assert run_night().is_completed()  # released with the first run: the next one goes ahead

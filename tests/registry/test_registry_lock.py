@@ -123,14 +123,16 @@ def lock_holder(url: str, folder: Path, model: str = "digits", lease_seconds: fl
         process.communicate(timeout=30)
 
 
-def leave_lease(store: RegistryStore, *, host: str | None, pid: int | None, started: int | None, expires_in: float) -> None:
+def leave_lease(
+    store: RegistryStore, *, host: str | None, pid: int | None, started: int | None, expires_in: float, model: str = "digits"
+) -> None:
     """A lease as another process wrote it (another host, an older tfrelease): a row the store
     itself never writes for anyone but the caller."""
     now = datetime.now(UTC)
     with Session(store.engine) as session, session.begin():
         session.add(
             ModelLock(
-                model_name="digits", holder="nightly [pid 4242, 0123abcd]", purpose="release of version 3",
+                model_name=model, holder="nightly [pid 4242, 0123abcd]", purpose="release of version 3",
                 acquired_at=now, expires_at=now + timedelta(seconds=expires_in),
                 host=host, pid=pid, process_started=started,
             )

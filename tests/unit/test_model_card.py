@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from registry.models import ModelVersionRecord, VersionStatus
+from registry.store import RegistryStore
 from tasks.model_card import (
     append_changelog,
     merge_changelog,
@@ -112,14 +115,21 @@ def test_a_first_version_without_baseline_or_decision():
     assert "none recorded yet; status `registered`, by policy" in entry
 
 
-def test_the_changelog_is_newest_first_with_one_entry_per_version(tmp_path: Path):
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[RegistryStore]:
+    opened = RegistryStore.open(f"sqlite:///{tmp_path / 'registry.db'}")
+    yield opened
+    opened.close()
+
+
+def test_the_changelog_is_newest_first_with_one_entry_per_version(tmp_path: Path, store):
     model_dir = tmp_path / "digits"
-    append_changelog(model_dir, record(1, baseline_version=None, baseline_metrics=None), "policy")
-    append_changelog(model_dir, record(3, status=VersionStatus.PENDING_APPROVAL, decision=None), "policy")
-    path = append_changelog(model_dir, record(2), "policy")
+    append_changelog(store, model_dir, record(1, baseline_version=None, baseline_metrics=None), "policy")
+    append_changelog(store, model_dir, record(3, status=VersionStatus.PENDING_APPROVAL, decision=None), "policy")
+    path = append_changelog(store, model_dir, record(2), "policy")
     # Appending a version again (after its decision) updates its entry in place.
     decided = record(3, status=VersionStatus.APPROVED, decision={"outcome": "request_approval", "reasons": ["a tie"]})
-    append_changelog(model_dir, decided, "bob")
+    append_changelog(store, model_dir, decided, "bob")
 
     text = path.read_text()
     assert path == model_dir / "CHANGELOG.md"
@@ -129,7 +139,8 @@ def test_the_changelog_is_newest_first_with_one_entry_per_version(tmp_path: Path
     assert text.count("Version 3") == 1
     assert "`request_approval`; status `approved`, by bob\n  - a tie" in text
     assert not text.endswith("\n\n")
-    assert sorted(p.name for p in model_dir.iterdir()) == [".CHANGELOG.md.lock", "CHANGELOG.md"]
+    assert sorted(p.name for p in model_dir.iterdir()) == ["CHANGELOG.md"]  # no lock file: the lease is in the registry
+    assert store.list_locks() == []
 
 
 def test_merge_keeps_a_hand_written_title():
@@ -139,9 +150,20 @@ def test_merge_keeps_a_hand_written_title():
     assert merge_changelog(merged, "digits", 1, render_changelog_entry(record(1), "policy")) == merged
 
 
-def test_an_anonymous_actor_is_refused(tmp_path: Path):
+def test_an_anonymous_actor_is_refused(tmp_path: Path, store):
     with pytest.raises(ValueError, match="actor"):
-        append_changelog(tmp_path, record(), " ")
+        append_changelog(store, tmp_path, record(), " ")
+
+
+def test_a_changelog_writer_waits_for_another_writers_lease(tmp_path: Path, store):
+    model_dir = tmp_path / "digits"
+    with store.model_lock("changelog:digits", holder="other worker", purpose="changelog entry of version 1"):
+        writer = threading.Thread(target=append_changelog, args=(store, model_dir, record(1), "policy"))
+        writer.start()
+        writer.join(1.0)
+        assert writer.is_alive() and not (model_dir / "CHANGELOG.md").exists()  # waiting for the lease
+    writer.join(10)
+    assert "## Version 1" in (model_dir / "CHANGELOG.md").read_text()
 
 
 def test_the_card_and_the_changelog_show_the_tested_change_with_its_interval(tmp_path: Path):

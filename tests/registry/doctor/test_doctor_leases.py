@@ -46,7 +46,7 @@ def test_a_killed_holders_lease_is_a_safe_drift_that_repair_releases(store, data
     assert str(drift) == (
         f"[stale_lease] digits: the lock held by {lease.holder} on host {HOST} for release of version 3 since "
         f"{since} UTC was never released: its process (pid {holder.process.pid} on host {HOST}) no longer exists. "
-        "Repair (safe): release it (the next release or rollback would take it over anyway)"
+        "Repair (safe): release it (its next holder would take it over anyway)"
     )
 
     assert repair([drift], store, model_store, config_path, "doctor-test") == [

@@ -1,6 +1,7 @@
-"""The doctor and the retrain lock: while a retrain holds a model's lock (a real second process
+"""The doctor and the retrain lease: while a retrain holds a model's lease (a real second process
 in ``hold_for_retrain``), what a run may still be using waits for the age limits and the drift
-names the holder; once the lock is free (the run killed), ``doctor --fix`` repairs it at once."""
+names the holder; once the lease is free or its holder dead (the run killed), ``doctor --fix``
+repairs it at once."""
 
 from __future__ import annotations
 
@@ -15,33 +16,34 @@ from typer.testing import CliRunner
 
 from registry.models import VersionStatus
 from registry.store import RegistryStore
-from tasks.data import DataFolders, hold_for_retrain
-from tasks.doctor import find_drift, retrain_lock
+from tasks.doctor import find_drift
 from tasks.drift import DriftKind, RetrainState
+from tasks.retrain_hold import hold_for_retrain, retrain_state
 from tests.registry.conftest import fake_saved_model
 from tests.registry.doctor.support import LATER, WHO, kinds, numbered
 from tfrelease.cli import app
 
 runner = CliRunner()
-# A forked child starts at once (it has tasks.data already); its lock is its own open file,
-# exactly as a nightly run's in another process.
+# A forked child starts at once (it has the modules already); it opens its own registry
+# connection and holds the lease, exactly as a nightly run in another process.
 FORK = multiprocessing.get_context("fork")
 
 
-def _retrain(root: Path, held, finish) -> None:
-    with hold_for_retrain(DataFolders(root, root / "incoming"), "digits"):
+def _retrain(url: str, held, finish) -> None:
+    store = RegistryStore.open(url)
+    with hold_for_retrain(store, "digits", holder="nightly retrain"):
         held.set()
         finish.wait(120)
 
 
 @contextmanager
 def retrain_running(settings) -> Iterator[multiprocessing.process.BaseProcess]:
-    """A second process holding the retrain lock of digits until it is killed or the block ends."""
+    """A second process holding the retrain lease of digits until it is killed or the block ends."""
     held, finish = FORK.Event(), FORK.Event()
-    process = FORK.Process(target=_retrain, args=(settings.data_dir("digits"), held, finish), daemon=True)
+    process = FORK.Process(target=_retrain, args=(settings.registry_url, held, finish), daemon=True)
     process.start()
     try:
-        assert held.wait(30), "the retrain never took its lock"
+        assert held.wait(30), "the retrain never took its lease"
         yield process
     finally:
         if process.is_alive():  # never set() after a kill: the dead waiter would never wake to answer
@@ -53,7 +55,7 @@ def retrain_running(settings) -> Iterator[multiprocessing.process.BaseProcess]:
 
 
 def kill(process: multiprocessing.process.BaseProcess) -> None:
-    process.kill()  # SIGKILL: no finally block runs; the kernel drops the flock
+    process.kill()  # SIGKILL: no finally block runs; its lease stays in the registry, its process gone
     process.join(30)
     assert process.exitcode == -9
 
@@ -74,7 +76,7 @@ def exporting(store: RegistryStore, settings) -> tuple[int, Path]:
 
 
 def drifts_of(store: RegistryStore, settings, now: datetime | None = None):
-    return find_drift(store, settings.model_store, settings.serving_config_path, now=now, data_dir=settings.data_dir)
+    return find_drift(store, settings.model_store, settings.serving_config_path, now=now, probe_retrain=True)
 
 
 def test_while_a_retrain_holds_the_lock_a_fresh_export_is_left_alone_and_its_holder_named(settings, store):
@@ -92,35 +94,40 @@ def test_while_a_retrain_holds_the_lock_a_fresh_export_is_left_alone_and_its_hol
             (DriftKind.STUCK_REGISTERING, "digits", version, False),
             (DriftKind.TEMPORARY_FOLDER, "digits", version, False),
         ]
-        holder = f"a retrain of digits is running: pid {retrain.pid} on "
+        holder = f"a retrain of digits is running: nightly retrain [pid {retrain.pid}, "
         assert all(holder in d.repair for d in drifts)
         assert "may still be" in drifts[0].repair and "may still be" in drifts[1].repair
 
         # The age limits still apply while it runs: what is older than them is repaired.
+        # (By then its lease, not renewed in that imagined future, would have expired too.)
         old = drifts_of(store, settings, datetime.now(UTC) + LATER)
         assert kinds(old) == [
             (DriftKind.STUCK_REGISTERING, "digits", version, True),
             (DriftKind.TEMPORARY_FOLDER, "digits", version, True),
+            (DriftKind.STALE_LEASE, "retrain:digits", None, True),
         ]
-        assert all(holder in d.repair for d in old)
+        assert all(holder in d.repair for d in old[:2])
 
 
 def test_a_retrain_killed_during_its_export_is_repaired_at_once_by_doctor_fix(settings, store):
     with retrain_running(settings) as retrain:
         version, staging = exporting(store, settings)
         kill(retrain)
-    assert (settings.data_dir("digits") / ".retrain.holder").exists()  # its stale note says nothing now
+    (left,) = store.list_locks()  # its lease is still there, but names a process that is gone
+    assert left.model_name == "retrain:digits" and left.pid == retrain.pid
 
     fixed = runner.invoke(app, ["doctor", "--fix"])
     assert fixed.exit_code == 0, fixed.output
     assert "no retrain of digits is running" in fixed.output
+    assert "fixed: released the lock of retrain:digits" in " ".join(fixed.output.split())
     assert f"fixed: marked digits v{version} failed" in fixed.output
     assert "fixed: deleted " in fixed.output and staging.name in fixed.output
     assert store.get_version("digits", version).status is VersionStatus.FAILED
     assert list((settings.model_store / "digits").iterdir()) == []
     assert runner.invoke(app, ["doctor"]).exit_code == 0
-    # The doctor's look at the lock left it free for the next retrain.
-    with hold_for_retrain(DataFolders.for_model(settings, "digits"), "digits"):
+    # The doctor released the dead holder's lease: the next retrain goes ahead.
+    assert store.list_locks() == []
+    with hold_for_retrain(store, "digits", holder="next nightly"):
         pass
 
 
@@ -132,10 +139,10 @@ def test_an_exported_but_unrecorded_version_waits_for_its_run_and_is_repaired_on
 
         (drift,) = drifts_of(store, settings)
         assert (drift.kind, drift.safe) == (DriftKind.REGISTERING_WITH_FILES, False)
-        assert f"pid {retrain.pid} on " in drift.repair
+        assert f"[pid {retrain.pid}, " in drift.repair
         assert runner.invoke(app, ["doctor", "--fix"]).exit_code == 1
         assert store.get_version("digits", version).status is VersionStatus.REGISTERING and folder.is_dir()
-    # The retrain ended (its lock released in the ordinary way) without recording the version.
+    # The retrain ended (its lease released in the ordinary way) without recording the version.
 
     (drift,) = drifts_of(store, settings)
     assert (drift.kind, drift.safe) == (DriftKind.REGISTERING_WITH_FILES, True)
@@ -149,7 +156,7 @@ def test_an_exported_but_unrecorded_version_waits_for_its_run_and_is_repaired_on
 
 
 def test_a_retention_folder_waits_for_its_age_even_when_no_retrain_is_running(settings, store):
-    # Retention (tfrelease gc) runs outside any retrain, so the retrain lock says nothing about it.
+    # Retention (tfrelease gc) runs outside any retrain, so the retrain lease says nothing about it.
     with retrain_running(settings):
         pass
     version = store.allocate_version("digits", **WHO).version
@@ -164,23 +171,24 @@ def test_a_retention_folder_waits_for_its_age_even_when_no_retrain_is_running(se
     assert "a retention run may still be using it" in drifts[1].repair
 
 
-def test_without_a_lock_file_the_age_limits_decide_and_the_drift_says_why(settings, store, tmp_path):
-    nowhere = tmp_path / "no-data"
+def test_a_lease_from_another_host_counts_as_a_running_retrain_until_it_expires(settings, store):
+    from tests.registry.test_registry_lock import leave_lease
+
     version = store.allocate_version("digits", **WHO).version
-
-    (drift,) = find_drift(store, settings.model_store, settings.serving_config_path, data_dir=lambda model: nowhere / model)
+    leave_lease(store, host="elsewhere", pid=4242, started=1, expires_in=60, model="retrain:digits")
+    (drift,) = drifts_of(store, settings)
     assert (drift.kind, drift.safe) == (DriftKind.STUCK_REGISTERING, False)
-    assert "cannot tell whether a retrain of digits is running: " in drift.repair
-    assert f"{nowhere / 'digits' / '.retrain.lock'} does not exist" in drift.repair
-    assert not nowhere.exists()  # the probe creates nothing
-    assert retrain_lock(nowhere).state is RetrainState.UNKNOWN
+    assert "a retrain of digits is running: nightly [pid 4242, 0123abcd] on host elsewhere, since " in drift.repair
     assert store.get_version("digits", version).status is VersionStatus.REGISTERING
+    # Without the probe, the age limits alone decide (and say nothing about a retrain).
+    (unprobed,) = find_drift(store, settings.model_store, settings.serving_config_path)
+    assert not unprobed.safe and "retrain" not in unprobed.repair
 
 
-def test_the_probe_tells_free_from_held(settings):
-    folder = settings.data_dir("digits")
+def test_the_probe_tells_free_from_held(settings, store):
+    assert retrain_state(store, "digits") == (free := retrain_state(store, "digits"))
+    assert (free.state, free.detail) == (RetrainState.FREE, "nobody holds its retrain lease")
     with retrain_running(settings) as retrain:
-        held = retrain_lock(folder)
-        assert (held.state, held.detail.startswith(f"pid {retrain.pid} on ")) == (RetrainState.HELD, True)
-    free = retrain_lock(folder)
-    assert (free.state, free.detail) == (RetrainState.FREE, str(folder / ".retrain.lock"))
+        held = retrain_state(store, "digits")
+        assert (held.state, held.detail.startswith(f"nightly retrain [pid {retrain.pid}, ")) == (RetrainState.HELD, True)
+    assert retrain_state(store, "digits").state is RetrainState.FREE
