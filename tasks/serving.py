@@ -38,20 +38,15 @@ SWAP_ATTEMPTS = 20
 """How often :func:`swap_entry` starts again when other switches keep changing the file."""
 
 
-def served_models(
-    store: RegistryStore, model_store: Path, overrides: dict[str, ServedModel] | None = None
-) -> list[ServedModel]:
-    """What TF Serving should serve according to the registry, with ``overrides`` replacing
-    the entries of the models being switched right now.
+def served_models(store: RegistryStore, model_store: Path) -> list[ServedModel]:
+    """What TF Serving should serve according to the registry.
 
     Each model with a production version is served with it, with the ``previous`` version when
     its files still exist, and with its ``canary`` while one soaks. Models with no production
     version are left out.
     """
-    served = dict(overrides or {})
+    served: dict[str, ServedModel] = {}
     for model in store.list_models():
-        if model in served:
-            continue
         production = store.get_alias(model, PRODUCTION)
         if production is None:
             continue
