@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +97,29 @@ def start_temporary_server() -> str:
             start_new_session=True,  # a Ctrl-C to the terminal's group stops the command, not its watchdog
         )
     return server.api_url
+
+
+def start_temporary_server_in_background() -> Future[str]:
+    """:func:`start_temporary_server` in a thread; the future holds its API URL (or its error).
+
+    The server process needs 6-16 s to answer, most of it on the other core: the caller imports
+    what its run needs meanwhile, and waits on ``.result()`` before any flow runs (a flow that
+    asked Prefect for the server while it is starting would get its address before it answers).
+    Prefect's server module is imported here, in the calling thread: two threads importing the
+    same package at once can see each other's half-initialised modules.
+    """
+    import prefect.server.api.server  # noqa: F401  (see above)
+
+    started: Future[str] = Future()
+
+    def start() -> None:
+        try:
+            started.set_result(start_temporary_server())
+        except BaseException as error:  # handed to the waiting caller
+            started.set_exception(error)
+
+    threading.Thread(target=start, name="prefect-temporary-server", daemon=True).start()
+    return started
 
 
 def reachable_prefect_api(timeout_seconds: float = 2.0) -> str | None:

@@ -98,24 +98,16 @@ def validate_batch(frame: pd.DataFrame, suite_path: Path, batch_name: str) -> Va
         SuiteError: the suite file is missing or invalid, or GX refuses an expectation in it.
 
     Side effects: none on disk. The process's one in-memory GX context (built on the first
-    call) holds the suite, a data asset and a validation definition only during the call;
-    calls from several threads take turns.
+    call) keeps the suite and its pandas data source for later calls (built again when the
+    file's contents change) and holds a data asset and a validation definition only during the
+    call; calls from several threads take turns.
     """
     suite_data = load_suite(suite_path)
-    import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
 
     with _GX_LOCK:
         context = _shared_context()
-        try:
-            suite = gx.ExpectationSuite(**suite_data)
-        except Exception as error:  # GX raises many types for an unknown key or bad kwargs
-            raise SuiteError(f"expectation suite file {suite_path} is not a valid GX 1.x suite: {type(error).__name__}: {error}") from error
-        # GX logs an invalid expectation (unknown type, bad kwargs) and drops it from the suite:
-        # a typo must not silently weaken the contract.
-        dropped = Counter(str(e.get("type")) for e in suite_data["expectations"]) - Counter(e.expectation_type for e in suite.expectations)
-        if dropped:
-            raise SuiteError(f"expectation suite file {suite_path} has invalid expectations GX refused: {', '.join(sorted(dropped.elements()))}")
+        suite = _registered_suite(context, suite_path, suite_data)
         with _validation_definition(context, suite, batch_name) as definition:
             # Most batches pass: a BOOLEAN_ONLY pass costs about a third of a SUMMARY one; the
             # details (observed values, unexpected counts) are computed only for a failing batch.
@@ -301,24 +293,63 @@ def _shared_context():
     return gx.get_context(project_config=config, mode="ephemeral")
 
 
+# suite name -> (its JSON as registered, the suite in the shared context); hold _GX_LOCK.
+_registered_suites: dict[str, tuple[str, Any]] = {}
+_DATA_SOURCE = "batches"  # the shared context's one pandas data source
+
+
+def _registered_suite(context: Any, suite_path: Path, suite_data: dict[str, Any]) -> Any:
+    """The suite of ``suite_data`` in ``context``: built, checked and added on first use and
+    kept (building and adding the 198 expectations of digits, then deleting them, cost about
+    0.15 s a batch); replaced when a file of the same suite name has other contents. Hold
+    ``_GX_LOCK``.
+
+    Raises:
+        SuiteError: GX refuses the suite or drops an expectation of it.
+    """
+    import great_expectations as gx
+
+    key = json.dumps(suite_data, sort_keys=True)
+    cached = _registered_suites.get(suite_data["name"])
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    try:
+        suite = gx.ExpectationSuite(**suite_data)
+    except Exception as error:  # GX raises many types for an unknown key or bad kwargs
+        raise SuiteError(f"expectation suite file {suite_path} is not a valid GX 1.x suite: {type(error).__name__}: {error}") from error
+    # GX logs an invalid expectation (unknown type, bad kwargs) and drops it from the suite:
+    # a typo must not silently weaken the contract.
+    dropped = Counter(str(e.get("type")) for e in suite_data["expectations"]) - Counter(e.expectation_type for e in suite.expectations)
+    if dropped:
+        raise SuiteError(f"expectation suite file {suite_path} has invalid expectations GX refused: {', '.join(sorted(dropped.elements()))}")
+    if cached is not None:
+        _registered_suites.pop(suite_data["name"])
+        context.suites.delete(suite_data["name"])
+    suite = context.suites.add(suite)
+    _registered_suites[suite.name] = (key, suite)
+    return suite
+
+
 @contextmanager
 def _validation_definition(context: Any, suite: Any, batch_name: str) -> Iterator[Any]:
-    """A validation definition of ``suite`` on a whole-dataframe batch, in ``context``.
+    """A validation definition of ``suite`` (already in ``context``) on a whole-dataframe batch.
 
-    The suite keeps its name; the data asset and the definition are named ``batch_name``, as in
-    a context of their own, so results name them as before. On exit all three, the pandas data
-    source and the stored validation results are removed again: names repeat from call to call
-    and the context must not grow with every batch. Hold ``_GX_LOCK``.
+    The data asset and the definition are named ``batch_name``, as in a context of their own,
+    so results name them as before. On exit both and the stored validation results are removed
+    again: names repeat from call to call and the context must not grow with every batch.
+    Hold ``_GX_LOCK``.
     """
     import great_expectations as gx
 
     with ExitStack() as added:
         added.callback(_forget_results, context)
-        suite = context.suites.add(suite)
-        added.callback(context.suites.delete, suite.name)
-        source = context.data_sources.add_pandas("batches")
-        added.callback(context.data_sources.delete, source.name)
-        batch_definition = source.add_dataframe_asset(batch_name).add_batch_definition_whole_dataframe("whole")
+        if _DATA_SOURCE in context.data_sources.all():
+            source = context.data_sources.get(_DATA_SOURCE)
+        else:
+            source = context.data_sources.add_pandas(_DATA_SOURCE)
+        asset = source.add_dataframe_asset(batch_name)
+        added.callback(source.delete_asset, asset.name)
+        batch_definition = asset.add_batch_definition_whole_dataframe("whole")
         definition = context.validation_definitions.add(gx.ValidationDefinition(name=batch_name, data=batch_definition, suite=suite))
         added.callback(context.validation_definitions.delete, definition.name)
         yield definition

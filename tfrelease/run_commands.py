@@ -47,13 +47,18 @@ def retrain(model: ModelOption = None) -> None:
     """Run the nightly retrain once, now, and print its outcome."""
     settings = load_settings()
     name = model_name(settings, model)
-    from core.orchestrator import configure_prefect, reachable_prefect_api, start_temporary_server
+    from core.orchestrator import configure_prefect, reachable_prefect_api, start_temporary_server_in_background
 
     configure_prefect(settings)
-    if reachable_prefect_api() is None:
-        start_temporary_server()
+    # Without a server, Prefect's temporary one starts (6-16 s, in its own process) while this
+    # one imports the flow and the libraries the night needs: the two overlap on two cores.
+    server = start_temporary_server_in_background() if reachable_prefect_api() is None else None
+    from flows.retrain import import_night_libraries
     from flows.retrain import retrain as retrain_flow
 
+    import_night_libraries(settings, name)
+    if server is not None:
+        server.result()
     tracebacks_to_the_run_log_only()
     state = asyncio.run(retrain_flow(model=name, return_state=True))
     if not state.is_completed():

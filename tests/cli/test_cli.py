@@ -171,6 +171,22 @@ def test_listing_commands_import_neither_tensorflow_nor_prefect(settings):
     assert done.returncode == 0, done.stderr[-2000:]
 
 
+def test_retrain_imports_tensorflow_and_great_expectations_early_only_when_a_batch_waits(settings):
+    # The command imports them while Prefect's temporary server starts; a night with no new
+    # data must not pay 10-20 s for them.
+    code = (
+        "import sys\n"
+        "from core.settings import get_settings\n"
+        "from flows.retrain import import_night_libraries\n"
+        "import_night_libraries(get_settings(), 'digits')\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'great_expectations') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    (settings.incoming_dir("digits")).mkdir(parents=True)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_gc_before_any_version_fails_clearly(settings):
     result = runner.invoke(app, ["gc", "--keep", "-1"])
     assert result.exit_code == 2 and "Traceback" not in result.output
