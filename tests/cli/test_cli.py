@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -171,7 +172,7 @@ def test_listing_commands_import_neither_tensorflow_nor_prefect(settings):
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-def test_retrain_imports_tensorflow_and_great_expectations_early_only_when_a_batch_waits(settings):
+def test_retrain_imports_tensorflow_and_great_expectations_early_only_when_a_batch_waits(settings, tmp_path):
     # The command imports them while Prefect's temporary server starts; a night with no new
     # data must not pay 10-20 s for them.
     code = (
@@ -182,9 +183,18 @@ def test_retrain_imports_tensorflow_and_great_expectations_early_only_when_a_bat
         "heavy = [m for m in ('tensorflow', 'keras', 'great_expectations') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
-    (settings.incoming_dir("digits")).mkdir(parents=True)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    folder_source = {
+        "TFRELEASE_MODELS__DIGITS__SOURCE": "folder",
+        "TFRELEASE_MODELS__DIGITS__INCOMING_DIR": str(incoming),
+        "TFRELEASE_MODELS__DIGITS__HOLDOUT_PATH": str(tmp_path / "holdout.parquet"),
+    }
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=os.environ | folder_source)
     assert done.returncode == 0, done.stderr[-2000:]
+    # The bundled source delivers a batch each night: the night will train, so they are imported.
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "tensorflow" in done.stderr, done.stderr[-2000:]
 
 
 def test_gc_before_any_version_fails_clearly(settings):
