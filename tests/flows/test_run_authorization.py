@@ -56,7 +56,9 @@ def run_deployment_as_a_worker(flow, name: str, parameters: dict[str, Any]):
     flow.to_deployment(name, _sync=True).apply(_sync=True)
     created = run_deployment(f"{flow.name}/{name}", parameters=parameters, timeout=0)
     env = {**os.environ, "PREFECT__FLOW_RUN_ID": str(created.id), "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "prefect.engine"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    # The deployment's entrypoint is relative to this process's working folder, as a worker's
+    # would be to the folder it pulled the code into: the engine starts there.
+    done = subprocess.run([sys.executable, "-m", "prefect.engine"], env=env, cwd=os.getcwd(), capture_output=True, text=True, timeout=300)
     with get_client(sync_client=True) as client:
         return client.read_flow_run(created.id), done.stdout + done.stderr
 
