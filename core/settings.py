@@ -38,6 +38,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from core.store_location import store_path
+
 DEFAULT_CONFIG_FILE = "tfrelease.toml"
 
 
@@ -478,6 +480,14 @@ class ServingSettings(_Strict):
         default=None,
         description="host:port of TF Serving's gRPC API; when set, configs are pushed and verified, not only written.",
     )
+    base_paths: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Per model, the base path TF Serving reads its versions from, as the TF Serving host names it "
+            "(s3://bucket/prefix/<model>, or /models/<model> inside its container); written into "
+            "models.config. Default: <model_store_url>/<model>."
+        ),
+    )
     reload_timeout_seconds: PositiveFloat = Field(
         default=120.0,
         le=240.0,
@@ -530,6 +540,13 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="Any SQLAlchemy URL; default sqlite:///<home>/registry.db."
     )
+    model_store_url: str | None = Field(
+        default=None,
+        description=(
+            "Where SavedModels and models.config live: a local path, s3://bucket/prefix or gs://bucket/prefix "
+            "(credentials from the cloud SDK's environment). Default <home>/models."
+        ),
+    )
     models: dict[str, ModelSettings] = Field(default_factory=lambda: {"digits": ModelSettings()})
     default_model: str = "digits"
     slack: SlackSettings = SlackSettings()
@@ -542,7 +559,16 @@ class Settings(BaseSettings):
     def _default_model_exists(self) -> Settings:
         if self.default_model not in self.models:
             raise ValueError(f"default_model {self.default_model!r} is not one of the configured models {sorted(self.models)}")
+        if unknown := sorted(set(self.serving.base_paths) - set(self.models)):
+            raise ValueError(f"serving.base_paths names {unknown}, which are not configured models {sorted(self.models)}")
         return self
+
+    @field_validator("model_store_url")
+    @classmethod
+    def _store_url_is_known(cls, url: str | None) -> str | None:
+        if url is not None:
+            store_path(url)  # an unknown protocol, or s3fs/gcsfs missing, is a settings error
+        return url
 
     @classmethod
     def settings_customise_sources(
@@ -565,13 +591,21 @@ class Settings(BaseSettings):
 
     @property
     def model_store(self) -> Path:
-        """Root of the SavedModels: ``<model_store>/<model>/<version>/``, TF Serving's base paths."""
+        """Root of the SavedModels: ``<model_store>/<model>/<version>/``; a ``pathlib.Path`` for a
+        local store, a ``upath.UPath`` for an object store (see :mod:`core.store_location`)."""
+        if self.model_store_url:
+            return store_path(self.model_store_url)
         return (self.home / "models").resolve()
 
     @property
     def serving_config_path(self) -> Path:
-        """The TF Serving ``--model_config_file`` written on every promotion."""
+        """The TF Serving ``--model_config_file`` written on every promotion (in the model store)."""
         return self.model_store / "models.config"
+
+    def serving_base_path(self, model: str) -> str:
+        """``model``'s base path as TF Serving reads it: ``serving.base_paths[model]``, or
+        ``<model_store>/<model>``."""
+        return self.serving.base_paths.get(model) or str(self.model_store / model)
 
     def model(self, name: str) -> ModelSettings:
         """The named model's settings.

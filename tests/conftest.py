@@ -145,3 +145,38 @@ def prefect_server(tmp_path: Path, postgres_admin: Engine):
     with fresh_postgres_database(postgres_admin, "tfrelease_prefect") as database_url:
         with prefect_server(tmp_path, database_url) as server:
             yield server
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """One moto S3 server for the session (tests/object_store.py); its endpoint URL."""
+    from tests.object_store import moto_server
+
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def s3_bucket(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch):
+    """A fresh bucket on the session's moto server, with this process's AWS environment set to
+    reach it (child processes get it from ``bucket.env``)."""
+    from tests.object_store import new_bucket
+
+    bucket = new_bucket(moto_endpoint)
+    for key, value in bucket.env.items():
+        monkeypatch.setenv(key, value)
+    return bucket
+
+
+@pytest.fixture(params=["local", "s3"])
+def store_settings(request: pytest.FixtureRequest, settings, monkeypatch: pytest.MonkeyPatch):
+    """The ``settings`` fixture's, run once with the model store in the home (local) and once
+    with ``model_store_url`` on a fresh ``s3://`` bucket (moto)."""
+    from core.settings import get_settings
+
+    if request.param == "local":
+        return settings
+    bucket = request.getfixturevalue("s3_bucket")
+    monkeypatch.setenv("TFRELEASE_MODEL_STORE_URL", bucket.url)
+    get_settings.cache_clear()
+    return get_settings()
