@@ -1,7 +1,9 @@
 """Atomic file writes: a reader sees the old file or the new one, never half of one.
 
 TF Serving polls ``models.config``, the nightly run reads batch files, people read model cards
-and changelogs: every file tfrelease writes for another reader goes through here.
+and changelogs: every file tfrelease writes for another reader goes through here. On an object
+store (a ``upath.UPath`` from :mod:`core.store_location`) the file is one object put, which
+S3 and GCS make visible whole or not at all.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from core.store_location import is_local
 
 
 def write_atomically(path: Path, write: Callable[[Path], None], *, mode: int = 0o644) -> None:
@@ -23,6 +27,9 @@ def write_atomically(path: Path, write: Callable[[Path], None], *, mode: int = 0
     Raises:
         OSError: the file cannot be written or renamed; ``path`` is unchanged.
     """
+    if not is_local(path):
+        _put_whole(path, write)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(handle)
@@ -36,6 +43,14 @@ def write_atomically(path: Path, write: Callable[[Path], None], *, mode: int = 0
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def _put_whole(path: Path, write: Callable[[Path], None]) -> None:
+    """Have ``write`` fill a local temporary file, then upload it to the object ``path`` in one put."""
+    with tempfile.TemporaryDirectory(prefix="tfrelease-put-") as folder:
+        temporary = Path(folder) / path.name
+        write(temporary)
+        path.fs.put_file(str(temporary), path.path)
 
 
 def write_text_atomically(path: Path, text: str) -> None:

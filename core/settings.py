@@ -602,11 +602,6 @@ class Settings(BaseSettings):
         """The TF Serving ``--model_config_file`` written on every promotion (in the model store)."""
         return self.model_store / "models.config"
 
-    def serving_base_path(self, model: str) -> str:
-        """``model``'s base path as TF Serving reads it: ``serving.base_paths[model]``, or
-        ``<model_store>/<model>``."""
-        return self.serving.base_paths.get(model) or str(self.model_store / model)
-
     def model(self, name: str) -> ModelSettings:
         """The named model's settings.
 

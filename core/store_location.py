@@ -88,14 +88,17 @@ def move_tree(source: Path, target: Path) -> None:
     source.fs.rm(source.path, recursive=True)
 
 
-def upload_tree(local: Path, target: Path) -> None:
-    """Copy every file below the local folder ``local`` to ``target`` (same relative names).
+def upload_tree(local: Path, target: Path, *, last: str | None = None) -> None:
+    """Copy every file below the local folder ``local`` to ``target`` (same relative names),
+    the file named ``last`` (relative to ``local``) after all the others: readers that take
+    it as the sign of a complete folder never see it on a partial upload.
 
     Raises:
         OSError: a file could not be read or written; part of the tree may be there.
     """
-    for path in sorted(p for p in local.rglob("*") if p.is_file()):
-        relative = path.relative_to(local).as_posix()
+    files = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
+    for relative in sorted(files, key=lambda name: name == last):
+        path = local / relative
         if is_local(target):
             destination = target / relative
             destination.parent.mkdir(parents=True, exist_ok=True)

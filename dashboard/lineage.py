@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from core.settings import Settings
+from core.store_location import store_path
 from tasks.checksum import file_sha256
 
 logger = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def model_card(version_path: str | None) -> dict[str, Any] | None:
     none (written once a decision is carried out) or it cannot be read."""
     if not version_path:
         return None
-    path = Path(version_path) / MODEL_CARD
+    path = store_path(version_path) / MODEL_CARD
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, runtime
 
 from core.orchestrator import FlowRunRef
 from core.settings import Settings, get_settings
+from core.store_location import store_path
 from expectations import suite_path
 from flows.hooks import failure_hook
 from registry.lifecycle import PRODUCTION
@@ -110,7 +110,7 @@ async def retrain(model: str = "digits") -> NightReport:
         holdout = (holdout_features, holdout_labels)
         if baseline is not None:
             check_baseline_task(baseline)
-        baseline_metrics = evaluate_version_task(Path(baseline.path), holdout, config.input_name) if baseline else None
+        baseline_metrics = evaluate_version_task(store_path(baseline.path), holdout, config.input_name) if baseline else None
 
         # 4. The candidate becomes version N: exported atomically, scored from disk, registered.
         lineage = Lineage.current(data_fingerprint([batch.sha256 for batch in in_window]), [batch.name for batch in in_window])

@@ -181,7 +181,10 @@ def abort_canary(
         canary = _running_canary(store, model, expected_version)
         production = store.get_alias(model, PRODUCTION)
         previous = store.get_alias(model, PREVIOUS)
-        served = served_model(model, settings.model_store, production.version, previous.version if previous else None)
+        served = served_model(
+            model, settings.model_store, production.version, previous.version if previous else None,
+            base_paths=settings.serving.base_paths,
+        )
         switch_and_record(
             store,
             settings,

@@ -26,12 +26,12 @@ Plain module (no TensorFlow, no Prefect): it runs on the CLI's fast path.
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
+from core.store_location import is_local, move_tree, remove_tree
 from registry.errors import RegistryError
 from registry.leases import stale_reason
 from registry.lifecycle import HAS_FILES, PREVIOUS
@@ -73,6 +73,7 @@ def find_drift(
     probe_retrain: bool = False,
     grpc_address: str | None = None,
     status_timeout_seconds: float = DEFAULT_STATUS_TIMEOUT_SECONDS,
+    base_paths: Mapping[str, str] | None = None,
 ) -> list[Drift]:
     """Every disagreement between the registry, ``model_store`` and ``config_path`` (and the
     running TF Serving at ``grpc_address``, when given), and every stale lease in the registry.
@@ -91,7 +92,8 @@ def find_drift(
     ``grpc_address`` (``serving.grpc_address``, ``host:port``) is asked, each call bounded by
     ``status_timeout_seconds``, whether every production version is AVAILABLE
     (:func:`tasks.serving_drift.check_serving_status`); a server that cannot be reached is one
-    drift, not an error.
+    drift, not an error. ``base_paths`` (``serving.base_paths``) are the base paths the config
+    should name.
 
     Returns:
         Drifts ordered by model, then version (None first), then kind.
@@ -126,7 +128,7 @@ def find_drift(
             retrain=partial(retrain_state, store, model) if probe_retrain else None,
             known_model=model in known,
         )
-    drifts += check_serving_config(store, model_store, config_path, set(known), intact)
+    drifts += check_serving_config(store, model_store, config_path, set(known), intact, base_paths)
     if grpc_address:
         drifts += check_serving_status(store, grpc_address, config_path, timeout_seconds=status_timeout_seconds)
     drifts += stale_leases(store, now)
@@ -171,6 +173,7 @@ def repair(
     *,
     now: datetime | None = None,
     flow_run_id: str | None = None,
+    base_paths: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Apply the safe repairs among ``drifts``; the unsafe ones are left for the caller to show.
 
@@ -221,25 +224,32 @@ def repair(
             done.append(f"marked {drift.model} v{drift.version} failed: {FAILED_BY_DOCTOR}")
         if drift.path is None:
             continue
-        if drift.action in (RepairAction.MOVE_ASIDE, RepairAction.MARK_FAILED_AND_MOVE_ASIDE):
+        if drift.kind is DriftKind.STUCK_REGISTERING and not is_local(drift.path):
+            # A partial upload (no saved_model.pb, which is uploaded last): nothing worth keeping.
+            if drift.path.exists():
+                remove_tree(drift.path)
+                done.append(f"deleted the incomplete upload {drift.path}")
+        elif drift.action in (RepairAction.MOVE_ASIDE, RepairAction.MARK_FAILED_AND_MOVE_ASIDE):
             if drift.path.exists():
                 target = _move_aside(drift.path, now)
                 done.append(f"moved {drift.path} aside to {target.name} (out of TF Serving's view)")
         elif drift.action is RepairAction.DELETE_FOLDER:
             if drift.path.name.startswith("."):
                 if drift.path.exists():
-                    shutil.rmtree(drift.path)
+                    remove_tree(drift.path)
                     done.append(f"deleted {drift.path}")
             elif remove_folder(drift.path):
                 done.append(f"deleted {drift.path}")
     if sync:
-        sync_serving_config(store, model_store, config_path)
+        sync_serving_config(store, model_store, config_path, base_paths)
         done.append(f"rewrote {config_path} from the registry")
     return done
 
 
 def _move_aside(folder: Path, now: datetime) -> Path:
     """Rename ``folder`` to ``.orphaned-<name>-<UTC time>[-<n>]`` beside it; return the new path.
+    On an object store the objects are copied there and then deleted (TF Serving does not load
+    an unlisted version, so the copy's duration does not matter).
 
     Raises:
         OSError: the rename failed (the folder is then untouched).
@@ -250,5 +260,5 @@ def _move_aside(folder: Path, now: datetime) -> Path:
     while target.exists():
         suffix += 1
         target = folder.parent / f"{ORPHANED_PREFIX}{folder.name}-{stamp}-{suffix}"
-    folder.rename(target)  # atomic: TF Serving sees the version whole or not at all
+    move_tree(folder, target)  # locally a rename: TF Serving sees the version whole or not at all
     return target

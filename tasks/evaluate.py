@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.store_location import local_copy
 from tasks.comparison import Metrics
 from tasks.retry_policy import retry_if_transient
 from tasks.steps import step
@@ -78,7 +79,8 @@ def saved_model_probabilities(path: Path, features: np.ndarray, input_name: str)
     """Run a SavedModel's ``serving_default`` signature, as TF Serving would.
 
     Args:
-        path: a version folder holding saved_model.pb.
+        path: a version folder holding saved_model.pb, local or on an object store (then
+            downloaded to a temporary folder first: TensorFlow reads local files).
         features: float32 [rows, features].
 
     Returns:
@@ -92,7 +94,8 @@ def saved_model_probabilities(path: Path, features: np.ndarray, input_name: str)
 
     if not (path / "saved_model.pb").is_file():
         raise FileNotFoundError(f"no SavedModel at {path}")
-    signature = tf.saved_model.load(str(path)).signatures["serving_default"]
+    with local_copy(path) as folder:
+        signature = tf.saved_model.load(str(folder)).signatures["serving_default"]
     outputs = signature(**{input_name: tf.constant(features, dtype=tf.float32)})
     return outputs["probabilities"].numpy()
 
@@ -127,6 +130,8 @@ def smoke_test(
 ) -> Metrics:
     """Load the SavedModel as TF Serving would and check it before it is served.
 
+    ``path`` is local or on an object store (downloaded to a temporary folder first).
+
     Checks: the ``serving_default`` signature exists with exactly one input ``input_name``,
     float32 [None, features], and an output ``probabilities``, float32 [None, num_classes];
     its accuracy on the whole held-out set (features float32 [n, features], labels int64 [n])
@@ -143,7 +148,8 @@ def smoke_test(
 
     features, labels = holdout
     try:
-        signature = tf.saved_model.load(str(path)).signatures["serving_default"]
+        with local_copy(path) as folder:
+            signature = tf.saved_model.load(str(folder)).signatures["serving_default"]
     except KeyError:
         raise SmokeTestError(f"{path}: no serving_default signature") from None
     except Exception as error:  # TensorFlow raises many types for a broken SavedModel

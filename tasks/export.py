@@ -6,17 +6,26 @@ or not at all: the SavedModel is written to a hidden, non-numeric staging folder
 and renamed into place (a rename is atomic within one POSIX file system). Warm-up requests
 (``assets.extra/tf_serving_warmup_requests``, see ``tasks/warmup.py``) are written into the
 staging folder too, so a version never appears without them.
+
+On an object store there is no rename and a prefix is visible as soon as its first object
+lands: the SavedModel is exported to a local temporary folder, uploaded to ``<base>/<N>/``
+and every file's sha256 checked against the local one (:func:`upload_version`); the version
+is served only once it is listed in ``models.config`` (TF Serving's ``specific`` version
+policy never loads an unlisted folder), which a release does after checking its files again.
 """
 
 from __future__ import annotations
 
 import shutil
+import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tasks.checksum import file_sha256
+from core.store_location import is_local, upload_tree
+from tasks.checksum import file_sha256, files_digest
 
 if TYPE_CHECKING:
     import keras
@@ -33,6 +42,41 @@ class ExportError(Exception):
 def version_dir(model_store: Path, model: str, version: int) -> Path:
     """``<model_store>/<model>/<version>``: the folder TF Serving loads as that version."""
     return model_store / model / str(version)
+
+
+@contextmanager
+def export_folder(target: Path) -> Iterator[Path]:
+    """Where to export the version that will live at ``target``: ``target`` itself on a local
+    store (:func:`export_saved_model` publishes it by a rename), else a local temporary folder
+    removed on exit, to be uploaded by :func:`upload_version`."""
+    if is_local(target):
+        yield target
+        return
+    with tempfile.TemporaryDirectory(prefix="tfrelease-export-") as folder:
+        yield Path(folder) / target.name
+
+
+def upload_version(local: Path, target: Path, files_sha256: str) -> None:
+    """Upload the exported SavedModel folder ``local`` to ``target`` on an object store, then
+    read every uploaded file back and check its digest against ``files_sha256`` (the
+    :func:`tasks.checksum.files_digest` of ``local``, the one recorded at registration).
+
+    A kill mid-upload leaves a partial ``<N>/`` prefix that no ``models.config`` lists and a
+    ``registering`` row; ``tfrelease doctor --fix`` marks it failed and removes the prefix.
+
+    Raises:
+        ExportError: ``target`` already exists (a version is never overwritten), or the upload
+            failed or does not match ``files_sha256``; what was uploaded is left for the doctor.
+    """
+    if target.exists():
+        raise ExportError(f"{target} already exists; a model version is never overwritten")
+    try:
+        upload_tree(local, target, last="saved_model.pb")  # the loader's and the doctor's sign of a whole version
+        uploaded = files_digest(target)
+    except OSError as error:
+        raise ExportError(f"uploading {local} to {target} failed: {error}") from error
+    if uploaded != files_sha256:
+        raise ExportError(f"{target}: the uploaded files differ from the exported ones (sha256 {uploaded[:15]}…, exported {files_sha256[:15]}…)")
 
 
 def export_saved_model(

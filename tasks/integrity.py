@@ -3,8 +3,7 @@ rollback points TF Serving at them. Reads files only: no TensorFlow (rollback pa
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from core.store_location import store_path
 from registry.models import ModelVersionRecord
 from tasks.checksum import file_sha256, files_unchanged
 
@@ -28,7 +27,7 @@ def check_version_files(record: ModelVersionRecord) -> None:
     name = f"{record.model_name} version {record.version}"
     if not record.path:
         raise VersionFilesError(f"{name} has no SavedModel path in the registry (status {record.status.value})")
-    folder = Path(record.path)
+    folder = store_path(record.path)
     if not folder.is_dir():
         raise VersionFilesError(f"{name}: {folder} does not exist")
     saved_model = folder / "saved_model.pb"

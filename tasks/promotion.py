@@ -67,7 +67,9 @@ def switch_to_version(
                 f"{model} production is version {current.version if current else 'none'} now, not the baseline "
                 f"{expected_production or 'none'} version {version} was compared with"
             )
-        served = served_model(model, settings.model_store, version, current.version if current else None)
+        served = served_model(
+            model, settings.model_store, version, current.version if current else None, base_paths=settings.serving.base_paths
+        )
         switch_and_record(
             store,
             settings,

@@ -24,7 +24,7 @@ from registry.store import RegistryStore
 from tasks.checksum import files_digest
 from tasks.comparison import Metrics
 from tasks.evaluate import evaluate_version
-from tasks.export import export_saved_model, version_dir
+from tasks.export import export_folder, export_saved_model, upload_version, version_dir
 from tasks.steps import step
 from tasks.warmup import DEFAULT_BATCH_ROWS
 
@@ -87,8 +87,11 @@ def register_candidate(
 ) -> ModelVersionRecord:
     """Allocate a version, export ``trained`` to ``<model_store>/<model>/<N>/``, evaluate and record it.
 
+    On an object store the version is exported and evaluated in a local temporary folder, then
+    uploaded and verified file by file (``tasks.export.upload_version``) before it is recorded.
+
     ``ensure_held`` (the retrain lease's ``Lease.ensure_held``) is called right before each
-    write: the allocation, the rename that publishes the export, the registration; what it
+    write: the allocation, the rename (or upload) that publishes the export, the registration; what it
     raises (``registry.errors.LeaseLost``) propagates at once, the version left for the doctor.
 
     The export carries TF Serving warm-up requests for model ``model``
@@ -111,12 +114,16 @@ def register_candidate(
     )
     target = version_dir(model_store, model, allocated.version)
     try:
-        digest = export_saved_model(
-            trained, target, config.input_name, warmup_features=holdout[0][:DEFAULT_BATCH_ROWS], model_name=model,
-            before_rename=check,
-        )
-        files_recorded = files_digest(target)
-        metrics = evaluate_version(target, holdout, config.input_name)
+        with export_folder(target) as exported:
+            digest = export_saved_model(
+                trained, exported, config.input_name, warmup_features=holdout[0][:DEFAULT_BATCH_ROWS], model_name=model,
+                before_rename=check,
+            )
+            files_recorded = files_digest(exported)
+            metrics = evaluate_version(exported, holdout, config.input_name)
+            if exported != target:
+                check()
+                upload_version(exported, target, files_recorded)
     except LeaseLost:
         raise  # another retrain holds the model now: not even this version's row is ours to write
     except Exception as error:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
 
 from pydantic import BaseModel
 
 from core.settings import Settings
+from core.store_location import store_path
 from registry.errors import ModelLocked
 from registry.lifecycle import check_transition
 from registry.models import ModelVersionRecord, VersionStatus
@@ -74,7 +74,7 @@ def smoke_test_version(settings: Settings, record: ModelVersionRecord) -> Metric
     holdout_path = config.holdout_path or ensure_bundled_holdout(DataFolders.for_model(settings, record.model_name))
     features, labels, _ = load_holdout(holdout_path, config.label_column)
     return smoke_test(
-        Path(record.path),
+        store_path(record.path),
         (features, labels),
         input_name=config.input_name,
         num_classes=config.num_classes,

@@ -23,6 +23,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.store_location import is_local, remove_tree
 from registry.errors import IllegalTransition
 from registry.lifecycle import HAS_FILES, PREVIOUS, PRODUCTION
 from registry.models import VersionStatus
@@ -136,8 +137,8 @@ def apply_gc(
     with a warning, its files untouched. Had the files gone first, such a version would be
     served or be the rollback target with nothing on disk.
 
-    The folder ``<model_store>/<model>/<N>`` is renamed to a hidden, non-numeric name and
-    then removed, so TF Serving never sees a half-deleted version. Applying a plan twice is
+    The folder ``<model_store>/<model>/<N>`` is removed by :func:`remove_folder`, so TF
+    Serving never sees a half-deleted version. Applying a plan twice is
     harmless (already deleted versions are skipped).
 
     Returns:
@@ -170,6 +171,8 @@ def apply_gc(
 
 def remove_folder(path: Path) -> bool:
     """Remove a version folder: rename it to ``.deleting-<name>-<hex>`` beside it, then delete.
+    On an object store, which has no rename, its objects are deleted in place: a version is
+    deleted only once no ``models.config`` lists it, and TF Serving loads only listed versions.
 
     Returns:
         False when ``path`` does not exist (nothing to do), True otherwise.
@@ -180,6 +183,9 @@ def remove_folder(path: Path) -> bool:
     """
     if not path.exists():
         return False
+    if not is_local(path):
+        remove_tree(path)
+        return True
     # A rename is atomic on one POSIX file system; rmtree in place would let TF Serving's
     # poller see a numbered folder with half its files gone.
     hidden = path.parent / f"{DELETING_PREFIX}{path.name}-{uuid.uuid4().hex[:8]}"

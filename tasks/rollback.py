@@ -98,7 +98,7 @@ def rollback_model(
             store,
             settings,
             model,
-            served_model(model, settings.model_store, target.version, None),
+            served_model(model, settings.model_store, target.version, None, base_paths=settings.serving.base_paths),
             lambda: store.rollback(
                 model, actor=actor, reason=reason, flow_run_id=flow_run_id, to_version=target.version,
                 authorization=authorization,

@@ -10,7 +10,7 @@ file, and one model's broken version never holds up another's release or rollbac
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,8 +38,11 @@ SWAP_ATTEMPTS = 20
 """How often :func:`swap_entry` starts again when other switches keep changing the file."""
 
 
-def served_models(store: RegistryStore, model_store: Path) -> list[ServedModel]:
-    """What TF Serving should serve according to the registry.
+def served_models(
+    store: RegistryStore, model_store: Path, base_paths: Mapping[str, str] | None = None
+) -> list[ServedModel]:
+    """What TF Serving should serve according to the registry (base paths as
+    :func:`tasks.serving_config.served_model` sets them from ``base_paths``).
 
     Each model with a production version is served with it, with the ``previous`` version when
     its files still exist, and with its ``canary`` while one soaks. Models with no production
@@ -53,13 +56,17 @@ def served_models(store: RegistryStore, model_store: Path) -> list[ServedModel]:
         previous = store.get_alias(model, PREVIOUS)
         keep = previous.version if previous is not None and previous.status in HAS_FILES else None
         canary = store.get_alias(model, CANARY)
-        served[model] = served_model(model, model_store, production.version, keep, canary.version if canary else None)
+        served[model] = served_model(
+            model, model_store, production.version, keep, canary.version if canary else None, base_paths=base_paths
+        )
     return [served[name] for name in sorted(served)]
 
 
-def sync_serving_config(store: RegistryStore, model_store: Path, path: Path) -> str:
+def sync_serving_config(
+    store: RegistryStore, model_store: Path, path: Path, base_paths: Mapping[str, str] | None = None
+) -> str:
     """Rewrite ``path`` so that it follows the registry; returns the text written."""
-    return write_config(path, served_models(store, model_store))
+    return write_config(path, served_models(store, model_store, base_paths))
 
 
 def switch_serving(

@@ -1,6 +1,7 @@
 """``models.config``: TF Serving's ModelServerConfig text proto, rendered, parsed and written.
 
-TF Serving started with ``--model_config_file=<model_store>/models.config`` (and
+TF Serving started with ``--model_config_file=<model_store>/models.config`` (a path, or the
+``s3://``/``gs://`` URL of the object; and
 ``--model_config_file_poll_wait_seconds``) reloads it; every reload replaces the whole
 config, so the file always lists every model that has a production version.
 The protos come from tensorflow-serving-api; importing them does not import TensorFlow.
@@ -8,6 +9,7 @@ The protos come from tensorflow-serving-api; importing them does not import Tens
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,12 +29,13 @@ class ServingConfigError(Exception):
 class ServedModel:
     """One model as TF Serving should serve it.
 
+    ``base_path`` is where TF Serving reads the versions, as the TF Serving host names it;
     ``versions`` are the version numbers to keep loaded (``specific`` policy);
     ``labels`` map a version label (``stable``) to one of them.
     """
 
     name: str
-    base_path: Path
+    base_path: str
     versions: tuple[int, ...]
     labels: dict[str, int]
 
@@ -68,16 +71,19 @@ def read_config(path: Path) -> list[ServedModel]:
     Raises:
         ServingConfigError: the file is not a valid ModelServerConfig text proto.
     """
-    if not path.exists():
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
         return []
     try:
-        return read_config_text(path.read_text())
+        return read_config_text(text)
     except ServingConfigError as error:
         raise ServingConfigError(f"{path}: {error}") from error
 
 
 def write_config(path: Path, models: list[ServedModel]) -> str:
-    """Write the config atomically (temporary file in the same folder, fsync, rename).
+    """Write the config atomically: a temporary file in the same folder, fsync and rename on a
+    local store; one object put on an object store (see :mod:`core.files`).
 
     TF Serving polls the file, so it must never see a partial one. Returns the text written.
 
@@ -111,7 +117,7 @@ def from_proto(config: Any) -> list[ServedModel]:
     return [
         ServedModel(
             name=entry.name,
-            base_path=Path(entry.base_path),
+            base_path=entry.base_path,
             versions=tuple(entry.model_version_policy.specific.versions),
             labels=dict(entry.version_labels),
         )
@@ -120,14 +126,26 @@ def from_proto(config: Any) -> list[ServedModel]:
 
 
 def served_model(
-    model: str, model_store: Path, production: int, previous: int | None, canary: int | None = None
+    model: str,
+    model_store: Path,
+    production: int,
+    previous: int | None,
+    canary: int | None = None,
+    *,
+    base_paths: Mapping[str, str] | None = None,
 ) -> ServedModel:
     """``model`` served at ``production`` (label ``stable``), keeping ``previous`` (label
     ``previous``) loaded so that a rollback is a label move, not a cold load, and ``canary``
-    (label ``canary``) loaded beside them while it soaks."""
+    (label ``canary``) loaded beside them while it soaks.
+
+    The base path is ``base_paths[model]`` (setting ``serving.base_paths``: the store as the
+    TF Serving host sees it, e.g. ``/models/<model>`` inside its container), else
+    ``<model_store>/<model>`` (a local folder, ``s3://...`` or ``gs://...``).
+    """
     labels = {STABLE_LABEL: production}
     if previous is not None and previous != production:
         labels[PREVIOUS_LABEL] = previous
     if canary is not None and canary != production:
         labels[CANARY_LABEL] = canary
-    return ServedModel(model, model_store / model, tuple(sorted(set(labels.values()))), labels)
+    base_path = (base_paths or {}).get(model) or str(model_store / model)
+    return ServedModel(model, base_path, tuple(sorted(set(labels.values()))), labels)

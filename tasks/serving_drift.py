@@ -11,6 +11,7 @@ production version is AVAILABLE; that is left for a person. Reads only; changes 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ def check_serving_config(
     config_path: Path,
     known: set[str],
     intact: dict[tuple[str, int], bool],
+    base_paths: Mapping[str, str] | None = None,
 ) -> list[Drift]:
     """Every difference between ``config_path`` and what the registry would serve.
 
@@ -43,6 +45,7 @@ def check_serving_config(
         intact: ``(model, version) -> folder present and checksums match``, as filled in by
             ``tasks.model_store_drift.check_model_folders``; a version missing from it counts
             as not intact.
+        base_paths: ``serving.base_paths``: model -> base path as TF Serving sees it.
 
     Returns:
         One drift per model whose entry differs (model order), or a single drift about model
@@ -53,7 +56,7 @@ def check_serving_config(
         sqlalchemy.exc.OperationalError: the registry cannot be reached.
         OSError: ``config_path`` exists but cannot be read.
     """
-    expected = {m.name: m for m in served_models(store, model_store)}
+    expected = {m.name: m for m in served_models(store, model_store, base_paths)}
     try:
         actual = {m.name: m for m in read_config(config_path)}
     except ServingConfigError as error:

@@ -181,14 +181,18 @@ def doctor(
 
     store = open_store(settings)
     drifts = find_drift(
-        store, settings.model_store, settings.serving_config_path, probe_retrain=True, grpc_address=settings.serving.grpc_address
+        store, settings.model_store, settings.serving_config_path, probe_retrain=True, grpc_address=settings.serving.grpc_address,
+        base_paths=settings.serving.base_paths,
     )
     if as_json:
-        fixed = repair(drifts, store, settings.model_store, settings.serving_config_path, actor=actor()) if fix and drifts else []
+        fixed = repair(
+            drifts, store, settings.model_store, settings.serving_config_path, actor=actor(),
+            base_paths=settings.serving.base_paths,
+        ) if fix and drifts else []
         remaining = (
             find_drift(
                 store, settings.model_store, settings.serving_config_path, probe_retrain=True,
-                grpc_address=settings.serving.grpc_address,
+                grpc_address=settings.serving.grpc_address, base_paths=settings.serving.base_paths,
             )
             if fixed
             else drifts
@@ -212,10 +216,13 @@ def doctor(
     if not fix:
         console.print("run `tfrelease doctor --fix` to apply the safe repairs")
         raise typer.Exit(1)
-    for line in repair(drifts, store, settings.model_store, settings.serving_config_path, actor=actor()):
+    for line in repair(
+        drifts, store, settings.model_store, settings.serving_config_path, actor=actor(), base_paths=settings.serving.base_paths
+    ):
         console.print(f"fixed: {line}", highlight=False)
     remaining = find_drift(
-        store, settings.model_store, settings.serving_config_path, probe_retrain=True, grpc_address=settings.serving.grpc_address
+        store, settings.model_store, settings.serving_config_path, probe_retrain=True, grpc_address=settings.serving.grpc_address,
+        base_paths=settings.serving.base_paths,
     )
     for drift in remaining:
         console.print(f"left for a human: {drift}", style="red", highlight=False)

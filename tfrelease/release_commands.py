@@ -360,7 +360,7 @@ def _what_changed(settings: Settings, model: str, production_before: int | None)
     try:
         store = RegistryStore.open(settings.registry_url)
         production = store.get_alias(model, PRODUCTION)
-        in_step = read_config(settings.serving_config_path) == served_models(store, settings.model_store)
+        in_step = read_config(settings.serving_config_path) == served_models(store, settings.model_store, settings.serving.base_paths)
     except Exception as error:  # the registry or the file cannot be read back either
         return f"what changed cannot be read back ({_one_line(error)}); check with `tfrelease doctor` once it can"
     now = production.version if production else None

@@ -56,7 +56,7 @@ def status(model: ModelOption = None, as_json: JsonOption = False) -> None:
     try:
         drifts: list[Drift] = find_drift(
             store, settings.model_store, settings.serving_config_path, now=now, probe_retrain=True,
-            grpc_address=settings.serving.grpc_address,
+            grpc_address=settings.serving.grpc_address, base_paths=settings.serving.base_paths,
         )
         drift_error = None
     except OSError as error:  # the model store cannot be listed or read: say so, show the rest

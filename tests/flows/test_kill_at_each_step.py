@@ -39,6 +39,7 @@ from tasks.data import DataFolders, list_batches
 from tasks.doctor import find_drift
 from tasks.drift import DriftKind
 from tasks.resume import stale_cards, untrained_batches
+from tasks.serving_config import read_config
 from tests.flows.test_release_rollback import register_copy, release
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -74,13 +75,30 @@ SWITCH = HANG + textwrap.dedent(
 )
 
 
+# A kill mid-upload to an object store: some files of the version are there, saved_model.pb
+# (uploaded last) is not.
+PARTIAL_UPLOAD = textwrap.dedent(
+    """
+    import tasks.export
+    def upload_part(local, target, *, last=None):
+        for path in sorted(p for p in (local / "variables").rglob("*") if p.is_file()):
+            target.fs.put_file(str(path), f"{target.path}/variables/{path.name}")
+        Path(sys.argv[1]).touch()
+        time.sleep(600)
+    tasks.export.upload_tree = upload_part
+    """
+)
+
+
 @dataclass(frozen=True)
 class Kill:
-    """Where a child is killed (``child``: its code) and what doctor names right after."""
+    """Where a child is killed (``child``: its code), what doctor names right after, and the
+    model store ("local", or "s3": a bucket on the session's moto server)."""
 
     step: str
     child: str
     drift: frozenset[DriftKind] = frozenset()
+    store: str = "local"
 
 
 KILLS = [
@@ -106,6 +124,18 @@ KILLS = [
         "after the registry recorded it",
         NIGHTLY.format(patch="hang_in('tasks.promotion', 'document_version')"),
         frozenset({DriftKind.STALE_LEASE}),
+    ),
+    Kill(
+        "mid-upload to s3",
+        NIGHTLY.format(patch=PARTIAL_UPLOAD),
+        frozenset({DriftKind.STUCK_REGISTERING, DriftKind.STALE_LEASE}),
+        store="s3",
+    ),
+    Kill(
+        "during promotion on s3",
+        NIGHTLY.format(patch="hang_in('tasks.serving', 'write_config', after=True)"),
+        frozenset({DriftKind.SERVING_CONFIG, DriftKind.STALE_LEASE}),
+        store="s3",
     ),
     Kill(
         "release mid-switch",
@@ -168,9 +198,17 @@ def card_status(settings, version: int) -> str | None:
 
 
 @pytest.mark.parametrize("kill", KILLS, ids=[kill.step for kill in KILLS])
-def test_a_kill_is_named_rolled_back_over_repaired_and_finished_by_the_next_night(kill, settings, weak_model, tmp_path):
+def test_a_kill_is_named_rolled_back_over_repaired_and_finished_by_the_next_night(
+    kill, settings, weak_model, tmp_path, request, monkeypatch
+):
+    from core.settings import get_settings
     from flows.retrain import retrain
     from tfrelease.cli import app
+
+    if kill.store == "s3":  # the child inherits this environment
+        monkeypatch.setenv("TFRELEASE_MODEL_STORE_URL", request.getfixturevalue("s3_bucket").url)
+        get_settings.cache_clear()
+        settings = get_settings()
 
     store = RegistryStore.open(settings.registry_url)
     v1, v2, v3 = register_copy(store, settings, weak_model), register_copy(store, settings, weak_model), None
@@ -211,9 +249,13 @@ def test_a_kill_is_named_rolled_back_over_repaired_and_finished_by_the_next_nigh
     assert accepted and untrained_batches(store, "digits", accepted) == []
     assert stale_cards(store, settings.model_store, "digits") == []
     assert find_drift(store, settings.model_store, settings.serving_config_path, probe_retrain=True) == []
-    if kill.step in ("export", "after the folder appears"):
+    if kill.step in ("export", "after the folder appears", "mid-upload to s3"):
         assert store.get_version("digits", allocated).status is VersionStatus.FAILED
-    if kill.step == "during promotion":
+    if kill.step == "mid-upload to s3":  # never listed, and its leftovers are gone from the bucket
+        assert not (settings.model_store / "digits" / str(allocated)).exists()
+        assert all(allocated not in served.versions for served in read_config(settings.serving_config_path))
+        assert store.get_alias("digits", "production").path.startswith("s3://")
+    if kill.step.startswith("during promotion"):
         assert f"finished the decision on version {allocated}" in report.summary, report.summary
         assert store.get_version("digits", allocated).decision is not None
     if kill.step == "after the registry recorded it":

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from core.store_location import upload_tree
 from registry.models import VersionStatus
 from registry.store import RegistryStore
 from tasks.checksum import file_sha256, tree_sha256
@@ -38,7 +39,7 @@ def register_copy(store: RegistryStore, settings, exported: Path, *, accuracy: f
     """Register a copy of a real SavedModel as the next version, scored on the real held-out set."""
     record = store.allocate_version("digits", actor="test", reason="test candidate")
     target = settings.model_store / "digits" / str(record.version)
-    shutil.copytree(exported, target)
+    upload_tree(exported, target)  # a copy, on a local or an object store
     holdout = read_batch(ensure_bundled_holdout(DataFolders.for_model(settings, "digits")))
     metrics = evaluate_version(target, frame_to_arrays(holdout, PIXELS, LABEL), "pixels").model_dump()
     if accuracy is not None:

@@ -41,6 +41,6 @@ def standin(digits_store: Path) -> Iterator[StandIn]:
     from tasks.serving_config import ServedModel
 
     fake = FakeServing(load_seconds=0.1)
-    fake.preload([ServedModel(MODEL, digits_store / MODEL, (1, 2), {"stable": 1, "canary": 2})])
+    fake.preload([ServedModel(MODEL, str(digits_store / MODEL), (1, 2), {"stable": 1, "canary": 2})])
     with serve_standin(fake) as running:
         yield running

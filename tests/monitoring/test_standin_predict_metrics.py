@@ -129,7 +129,7 @@ def test_predict_by_version_and_by_label_runs_that_versions_saved_model(standin,
     import tensorflow as tf
 
     constant_saved_model(digits_store / MODEL / "3", klass=7)
-    standin.fake.preload([ServedModel(MODEL, digits_store / MODEL, (1, 2, 3), {"stable": 1, "canary": 3})])
+    standin.fake.preload([ServedModel(MODEL, str(digits_store / MODEL), (1, 2, 3), {"stable": 1, "canary": 3})])
     direct = tf.saved_model.load(str(exported_digits)).signatures["serving_default"](pixels=tf.constant(rows))
     expected = direct["probabilities"].numpy().argmax(axis=1)
     assert len(set(expected)) >= 8  # a real model on real digits, not a constant
@@ -161,7 +161,7 @@ def test_what_tf_serving_refuses_is_refused_and_counted(standin, digits_store, r
 
     # A reload that drops the canary label and adds version 3, which stays LOADING.
     fake.stuck.add((MODEL, 3))
-    reload(address, [ServedModel(MODEL, digits_store / MODEL, (1, 2, 3), {"stable": 1})])
+    reload(address, [ServedModel(MODEL, str(digits_store / MODEL), (1, 2, 3), {"stable": 1})])
     assert refusal(lambda: predict(address, rows, label="canary")) == (
         "INVALID_ARGUMENT", "Unrecognized servable version label: canary")
     assert refusal(lambda: predict(address, rows, version=3)) == (

@@ -51,7 +51,7 @@ def test_two_models_switched_by_two_processes_at_once_both_land(database_url, tm
         assert racer.returncode == 0, err[-3000:]
 
     assert read_config(config) == [
-        ServedModel(name, model_store / name, (SWITCHES - 1, SWITCHES), {"stable": SWITCHES, "previous": SWITCHES - 1})
+        ServedModel(name, str(model_store / name), (SWITCHES - 1, SWITCHES), {"stable": SWITCHES, "previous": SWITCHES - 1})
         for name in ("digits", "letters")
     ]
     store = RegistryStore.open(database_url)

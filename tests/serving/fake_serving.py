@@ -37,6 +37,7 @@ from typing import Any
 
 import grpc
 
+from core.store_location import local_copy, store_path
 from tasks.serving_config import ServedModel, from_proto, read_config
 from tasks.serving_reload import model_service_protos
 
@@ -194,7 +195,7 @@ class FakeServing(_protos.model_service_pb2_grpc.ModelServiceServicer):
                 for version in model.versions:
                     self._requested[model.name, version] = time.monotonic() - 3600
                 self._labels[model.name] = dict(model.labels)
-                self._base_paths[model.name] = model.base_path
+                self._base_paths[model.name] = store_path(model.base_path)
 
     def load_config_file(self, path: Path) -> None:
         """Start as TF Serving started with ``--model_config_file=path`` would be once loaded:
@@ -256,7 +257,7 @@ class FakeServing(_protos.model_service_pb2_grpc.ModelServiceServicer):
                 self._requested[key] = now
                 self._unloaded.discard(key)
             self._labels = {entry.name: dict(entry.version_labels) for entry in entries}
-            self._base_paths = {entry.name: Path(entry.base_path) for entry in entries}
+            self._base_paths = {entry.name: store_path(entry.base_path) for entry in entries}
         return response
 
     def GetModelStatus(self, request, context):  # noqa: N802 (gRPC method name)
@@ -385,7 +386,8 @@ class FakeServing(_protos.model_service_pb2_grpc.ModelServiceServicer):
                 loaded = self._saved_models.get(folder)
                 if loaded is None:
                     try:
-                        loaded = tf.saved_model.load(str(folder))
+                        with local_copy(folder) as local:  # TF Serving reads s3:// itself; TF here reads files
+                            loaded = tf.saved_model.load(str(local))
                     except (OSError, ValueError) as error:
                         raise _PredictError(grpc.StatusCode.INTERNAL, f"stand-in cannot load {folder}: {error}") from error
                     self._saved_models[folder] = loaded

@@ -23,7 +23,7 @@ from tasks.serving_reload import (
 from tests.serving.fake_serving import FakeServing, serve_fake
 
 ROOT = Path(__file__).resolve().parents[2]
-BASE = Path("/models/digits")
+BASE = "/models/digits"
 V2 = [ServedModel("digits", BASE, (2,), {"stable": 2})]
 V3 = [ServedModel("digits", BASE, (3,), {"stable": 3})]
 FAST = {"timeout_seconds": 5.0, "poll_interval_seconds": 0.05}
@@ -37,12 +37,12 @@ def fake():
 
 
 def test_staged_config_keeps_labels_where_they_are_and_adds_new_versions():
-    other = ServedModel("letters", Path("/models/letters"), (7,), {"stable": 7})
-    gone = ServedModel("old", Path("/models/old"), (1,), {"stable": 1})
+    other = ServedModel("letters", "/models/letters", (7,), {"stable": 7})
+    gone = ServedModel("old", "/models/old", (1,), {"stable": 1})
     staged = staged_models(V3 + [other], V2 + [gone])
     assert staged == [
         ServedModel("digits", BASE, (2, 3), {"stable": 2}),
-        ServedModel("letters", Path("/models/letters"), (7,), {}),  # new model: no label yet
+        ServedModel("letters", "/models/letters", (7,), {}),  # new model: no label yet
         gone,  # dropped only by the final config
     ]
 

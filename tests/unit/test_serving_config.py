@@ -19,7 +19,7 @@ from tasks.serving_config import (
 
 
 def test_config_parses_as_tf_serving_proto_with_specific_versions_and_stable_label(tmp_path: Path):
-    text = render_config([ServedModel("digits", tmp_path / "digits", (3,), {"stable": 3})])
+    text = render_config([ServedModel("digits", str(tmp_path / "digits"), (3,), {"stable": 3})])
     config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
     (entry,) = config.model_config_list.config
     assert entry.name == "digits"
@@ -31,8 +31,8 @@ def test_config_parses_as_tf_serving_proto_with_specific_versions_and_stable_lab
 
 def test_write_then_read_round_trips_every_model(tmp_path: Path):
     models = [
-        ServedModel("zeta", tmp_path / "zeta", (1,), {"stable": 1}),
-        ServedModel("digits", tmp_path / "digits", (2, 4), {"stable": 4}),
+        ServedModel("zeta", str(tmp_path / "zeta"), (1,), {"stable": 1}),
+        ServedModel("digits", str(tmp_path / "digits"), (2, 4), {"stable": 4}),
     ]
     path = tmp_path / "models.config"
     write_config(path, models)
@@ -42,10 +42,10 @@ def test_write_then_read_round_trips_every_model(tmp_path: Path):
 
 def test_a_label_on_an_unserved_version_is_refused_and_the_old_file_kept(tmp_path: Path):
     path = tmp_path / "models.config"
-    write_config(path, [ServedModel("digits", tmp_path, (1,), {"stable": 1})])
+    write_config(path, [ServedModel("digits", str(tmp_path), (1,), {"stable": 1})])
     before = path.read_text()
     with pytest.raises(ServingConfigError, match="not a served version"):
-        write_config(path, [ServedModel("digits", tmp_path, (1,), {"stable": 2})])
+        write_config(path, [ServedModel("digits", str(tmp_path), (1,), {"stable": 2})])
     assert path.read_text() == before
 
 
@@ -62,7 +62,7 @@ def test_missing_config_reads_as_empty(tmp_path: Path):
 
 def test_write_is_a_rename_so_a_reader_never_sees_a_partial_file(tmp_path: Path):
     path = tmp_path / "models.config"
-    write_config(path, [ServedModel("digits", tmp_path, (1,), {"stable": 1})])
+    write_config(path, [ServedModel("digits", str(tmp_path), (1,), {"stable": 1})])
     inode = os.stat(path).st_ino
-    write_config(path, [ServedModel("digits", tmp_path, (2,), {"stable": 2})])
+    write_config(path, [ServedModel("digits", str(tmp_path), (2,), {"stable": 2})])
     assert os.stat(path).st_ino != inode  # replaced by rename, not rewritten in place

@@ -33,7 +33,7 @@ def test_a_stale_config_follows_the_registry_and_drops_a_model_without_productio
     other = new_version(store, model_store, "letters")
     write_config(
         config_path,
-        read_config(config_path) + [ServedModel("letters", model_store / "letters", (other,), {"stable": other})],
+        read_config(config_path) + [ServedModel("letters", str(model_store / "letters"), (other,), {"stable": other})],
     )
 
     drifts = doctor(store, model_store, config_path)
@@ -45,7 +45,7 @@ def test_a_stale_config_follows_the_registry_and_drops_a_model_without_productio
     done = repair(drifts, store, model_store, config_path, "doctor-test")
     assert done == [f"rewrote {config_path} from the registry"]  # once, not once per model
     assert read_config(config_path) == [
-        ServedModel("digits", model_store / "digits", (old, new), {"stable": new, "previous": old})
+        ServedModel("digits", str(model_store / "digits"), (old, new), {"stable": new, "previous": old})
     ]
     assert doctor(store, model_store, config_path) == []
 
@@ -88,7 +88,7 @@ def test_a_served_model_the_registry_does_not_know_is_not_unloaded(store, model_
     healthy(store, model_store, config_path)
     write_config(
         config_path,
-        read_config(config_path) + [ServedModel("mnist", model_store / "mnist", (1,), {"stable": 1})],
+        read_config(config_path) + [ServedModel("mnist", str(model_store / "mnist"), (1,), {"stable": 1})],
     )
     drifts = doctor(store, model_store, config_path)
     assert kinds(drifts) == [(DriftKind.SERVING_CONFIG, "mnist", None, False)]
