@@ -3,7 +3,7 @@
 Part of :class:`registry.store.RegistryStore` and of the read-only
 :class:`registry.reader.RegistryReader`. Each method is one (read-only) transaction and returns
 frozen records, never live rows. The single-answer reads (:meth:`Reads.get_version`,
-:meth:`Reads.was_promoted`, :meth:`Reads.latest_event`) are index seeks: their cost does not
+:meth:`Reads.was_promoted`, :meth:`Reads.latest_event`, :meth:`Reads.newest_version`) are index seeks: their cost does not
 grow with a model's history (``benchmarks/registry_ops.py``). ``list_versions`` and an unbounded
 ``list_events`` return everything asked for; pages are in :mod:`registry.browse`.
 """
@@ -62,6 +62,16 @@ class Reads(StoreBase):
             if numbers is not None:
                 query = query.where(col(ModelVersion.version).in_(list(numbers)))
             return [version_record(row) for row in session.exec(query)]
+
+    def newest_version(self, model: str, *, excluding: Collection[VersionStatus] = ()) -> ModelVersionRecord | None:
+        """The highest-numbered version of ``model`` whose status is not in ``excluding``, or
+        None. A backward seek on the (model, version) key: it stops at the first such row."""
+        with self._transaction() as session:
+            query = select(ModelVersion).where(ModelVersion.model_name == model)
+            if excluding:
+                query = query.where(col(ModelVersion.status).not_in(list(excluding)))
+            row = session.exec(query.order_by(col(ModelVersion.version).desc()).limit(1)).first()
+            return None if row is None else version_record(row)
 
     def get_alias(self, model: str, alias: str) -> ModelVersionRecord | None:
         """The version ``alias`` (``production``, ``previous``) points at, or None."""

@@ -33,10 +33,9 @@ NO_TRAINING = frozenset({VersionStatus.REGISTERING, VersionStatus.FAILED})
 def undecided_candidate(store: RegistryStore, model: str) -> ModelVersionRecord | None:
     """The model's newest version when it is ``registered`` with no decision recorded: the
     candidate of a run killed between registration and carrying out its decision."""
-    versions = [v for v in store.list_versions(model) if v.status is not VersionStatus.FAILED]
-    if not versions:
+    newest = store.newest_version(model, excluding={VersionStatus.FAILED})
+    if newest is None:
         return None
-    newest = versions[-1]
     return newest if newest.status is VersionStatus.REGISTERED and newest.decision is None else None
 
 

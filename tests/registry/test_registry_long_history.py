@@ -85,6 +85,7 @@ def operations(store: RegistryStore, model: str, versions: int) -> dict[str, Cal
         "versions_page_deep": lambda: store.versions_page(model, before=versions // 2, limit=20),
         "versions_page_of_status": lambda: store.versions_page(model, status=VersionStatus.ARCHIVED, before=versions // 2, limit=20),
         "overview": lambda: store.model_overviews(),
+        "newest_not_failed": lambda: store.newest_version(model, excluding={VersionStatus.FAILED}),
     }
 
 
