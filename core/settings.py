@@ -375,8 +375,12 @@ class ModelSettings(_Strict):
             "folder: the user's own Parquet or CSV batches in incoming_dir, with holdout_path."
         ),
     )
-    incoming_dir: Path | None = Field(default=None, description="Default <home>/data/<model>/incoming.")
-    holdout_path: Path | None = Field(default=None, description="Fixed evaluation set (Parquet or CSV); folder source only.")
+    incoming_dir: str | None = Field(
+        default=None, description="A path or s3://, gs:// URL; default <data_store_url>/<model>/incoming."
+    )
+    holdout_path: str | None = Field(
+        default=None, description="Fixed evaluation set (Parquet or CSV), a path or URL; folder source only."
+    )
     suite: str = Field(default="digits", description="Expectation suite: expectations/<suite>.json or a path to a JSON file.")
     label_column: str = "label"
     num_classes: PositiveInt = 10
@@ -385,6 +389,15 @@ class ModelSettings(_Strict):
     training: TrainingParams = TrainingParams()
     policy: ReleasePolicy = ReleasePolicy()
     monitoring: MonitoringSettings = MonitoringSettings()
+
+    @field_validator("incoming_dir", "holdout_path", mode="before")
+    @classmethod
+    def _location(cls, value: object) -> object:
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if isinstance(value, str):
+            store_path(value)  # an unknown protocol is a settings error
+        return value
 
     @model_validator(mode="after")
     def _folder_needs_paths(self) -> ModelSettings:
@@ -540,6 +553,13 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="Any SQLAlchemy URL; default sqlite:///<home>/registry.db."
     )
+    data_store_url: str | None = Field(
+        default=None,
+        description=(
+            "Where each model's data folders live (<data>/<model>/incoming, accepted, quarantine, holdout.parquet): "
+            "a local path, s3:// or gs:// URL, so that a nightly may run on any worker. Default <home>/data."
+        ),
+    )
     model_store_url: str | None = Field(
         default=None,
         description=(
@@ -563,7 +583,7 @@ class Settings(BaseSettings):
             raise ValueError(f"serving.base_paths names {unknown}, which are not configured models {sorted(self.models)}")
         return self
 
-    @field_validator("model_store_url")
+    @field_validator("model_store_url", "data_store_url")
     @classmethod
     def _store_url_is_known(cls, url: str | None) -> str | None:
         if url is not None:
@@ -614,12 +634,21 @@ class Settings(BaseSettings):
             raise ConfigError(f"unknown model {name!r}; configured models: {sorted(self.models)}") from None
 
     def data_dir(self, model: str) -> Path:
-        """``<home>/data/<model>``: holds incoming/, accepted/, quarantine/ and the held-out set."""
+        """``<data_store_url>/<model>`` (default ``<home>/data/<model>``): holds incoming/,
+        accepted/, quarantine/ and the held-out set; a ``upath.UPath`` on an object store."""
+        if self.data_store_url:
+            return store_path(self.data_store_url) / model
         return (self.home / "data" / model).resolve()
 
     def incoming_dir(self, model: str) -> Path:
         """Where new batches for ``model`` arrive."""
-        return self.model(model).incoming_dir or self.data_dir(model) / "incoming"
+        configured = self.model(model).incoming_dir
+        return store_path(configured) if configured else self.data_dir(model) / "incoming"
+
+    def holdout_path(self, model: str) -> Path | None:
+        """``model``'s configured held-out set (folder source), or None (the bundled one)."""
+        configured = self.model(model).holdout_path
+        return store_path(configured) if configured else None
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from upath import UPath
 
@@ -86,6 +87,48 @@ def move_tree(source: Path, target: Path) -> None:
         return
     source.fs.copy(source.path, target.path, recursive=True)
     source.fs.rm(source.path, recursive=True)
+
+
+def move_path(source: Path, target: Path) -> None:
+    """Move the file or folder ``source`` to ``target``, on one store or between two (a local
+    ``incoming/`` and an ``s3://`` data store, say): a rename when both are local; otherwise each
+    file is streamed to its new place, then the source deleted.
+
+    Raises:
+        FileNotFoundError: ``source`` does not exist.
+        OSError: the move failed; ``source`` is kept until every file was written.
+    """
+    if is_local(source) and is_local(target):
+        shutil.move(source, target)
+        return
+    if not source.exists():
+        raise FileNotFoundError(f"{source} does not exist")
+    files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
+    for path in files:
+        destination = target if path == source else target / path.relative_to(source).as_posix()
+        if is_local(destination):
+            destination.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("rb") as reader, destination.open("wb") as writer:
+            shutil.copyfileobj(reader, writer, 1 << 20)
+    if source.is_file():
+        source.unlink()
+    else:
+        remove_tree(source)
+
+
+@contextmanager
+def readable(path: Path) -> Iterator[Path | BinaryIO]:
+    """What pyarrow and pandas are given to read ``path``: the path itself when it is local
+    (their native reader), else an open binary handle on the object (they take no ``UPath``).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+    """
+    if is_local(path):
+        yield path
+        return
+    with path.open("rb") as handle:
+        yield handle
 
 
 def upload_tree(local: Path, target: Path, *, last: str | None = None) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from core.settings import Settings
-from core.store_location import store_path
+from core.store_location import readable, store_path
 from tasks.checksum import file_sha256
 
 logger = logging.getLogger(__name__)
@@ -110,14 +110,14 @@ def _batch_file(path: Path) -> BatchFile:
     except OSError as error:
         return BatchFile(name=path.name, problem=f"cannot be read: {error.strerror}")
     try:
-        rows, digest = _measure(path, stat.st_size, stat.st_mtime_ns)
+        rows, digest = _measure(path, stat.st_size, stat.st_mtime)
     except (OSError, ValueError) as error:
         return BatchFile(name=path.name, problem=f"cannot be read: {error}")
     return BatchFile(name=path.name, rows=rows, sha256=digest)
 
 
 @lru_cache(maxsize=4096)
-def _measure(path: Path, size: int, mtime_ns: int) -> tuple[int, str]:
+def _measure(path: Path, size: int, mtime: float) -> tuple[int, str]:
     """(data rows, sha256) of a batch file; size and mtime only key the cache."""
     return _row_count(path), file_sha256(path)
 
@@ -126,7 +126,8 @@ def _row_count(path: Path) -> int:
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        return pq.ParquetFile(path).metadata.num_rows
+        with readable(path) as source:
+            return pq.ParquetFile(source).metadata.num_rows
     with path.open("rb") as handle:
         lines = sum(1 for line in handle if line.strip())
     return max(lines - 1, 0)  # the header

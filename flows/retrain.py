@@ -99,7 +99,7 @@ async def retrain(model: str = "digits") -> NightReport:
             return report
 
         # 2. A candidate trained on the accepted batches in the training window, streamed from disk.
-        holdout_path = config.holdout_path or ensure_bundled_holdout(folders)
+        holdout_path = settings.holdout_path(model) or ensure_bundled_holdout(folders)
         holdout_features, holdout_labels, feature_columns = load_holdout(holdout_path, config.label_column)
         training_data = BatchFiles(training_batches, feature_columns, config.label_column)
         trained = train_model_task(training_data, config.training, config.num_classes, config.input_name)

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from core.settings import TrainingWindow
+from core.store_location import readable
 from registry.models import BatchRecord
 from registry.store import RegistryStore
 from tasks.checksum import file_sha256
@@ -36,9 +37,10 @@ def count_rows(path: Path) -> int:
     import pyarrow.parquet as pq
 
     try:
-        if path.suffix.lower() == ".parquet":
-            return int(pq.read_metadata(path).num_rows)
-        return sum(block.num_rows for block in pa_csv.open_csv(path))
+        with readable(path) as source:
+            if path.suffix.lower() == ".parquet":
+                return int(pq.read_metadata(source).num_rows)
+            return sum(block.num_rows for block in pa_csv.open_csv(source))
     except FileNotFoundError:
         raise DataError(f"{path}: batch file is missing") from None
     except (OSError, pa.ArrowException) as error:

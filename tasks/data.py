@@ -11,7 +11,6 @@ window, see ``tasks.batches``, streamed by ``tasks.training_data``),
 from __future__ import annotations
 
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -21,6 +20,7 @@ import pandas as pd
 
 from core.files import write_atomically
 from core.settings import Settings
+from core.store_location import move_path, readable
 from tasks.checksum import file_sha256
 from tasks.retry_policy import retry_if_transient
 from tasks.steps import step
@@ -285,7 +285,8 @@ def read_batch(path: Path) -> pd.DataFrame:
     if suffix not in BATCH_SUFFIXES:
         raise DataError(f"{path}: batch files must be Parquet or CSV, not {suffix or 'no suffix'}")
     try:
-        return pd.read_parquet(path) if suffix == ".parquet" else pd.read_csv(path)
+        with readable(path) as source:
+            return pd.read_parquet(source) if suffix == ".parquet" else pd.read_csv(source)
     except FileNotFoundError:
         raise DataError(f"{path}: batch file is missing") from None
     except Exception as error:  # pyarrow and pandas raise many parser error types
@@ -310,7 +311,7 @@ def accept_batch(path: Path, folders: DataFolders) -> Path:
     if target.exists():
         path.unlink()  # the same batch delivered twice: keep one copy
         return target
-    shutil.move(path, target)
+    move_path(path, target)
     return target
 
 

@@ -71,7 +71,7 @@ def smoke_test_version(settings: Settings, record: ModelVersionRecord) -> Metric
         SmokeTestError: it fails to load, breaks the serving contract or scores differently.
     """
     config = settings.model(record.model_name)
-    holdout_path = config.holdout_path or ensure_bundled_holdout(DataFolders.for_model(settings, record.model_name))
+    holdout_path = settings.holdout_path(record.model_name) or ensure_bundled_holdout(DataFolders.for_model(settings, record.model_name))
     features, labels, _ = load_holdout(holdout_path, config.label_column)
     return smoke_test(
         store_path(record.path),

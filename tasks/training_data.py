@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from core.store_location import readable
 from tasks.data import DataError
 
 if TYPE_CHECKING:
@@ -119,14 +120,15 @@ def _record_batches(path: Path, columns: list[str], chunk_rows: int) -> Iterator
     import pyarrow.parquet as pq
 
     if path.suffix.lower() == ".parquet":
-        with pq.ParquetFile(path) as parquet:
+        with readable(path) as source, pq.ParquetFile(source) as parquet:
             present = [c for c in columns if c in parquet.schema_arrow.names]
             yield from parquet.iter_batches(batch_size=chunk_rows, columns=present)
     else:
-        reader = pa_csv.open_csv(path, convert_options=pa_csv.ConvertOptions(include_columns=columns, include_missing_columns=False))
-        for block in reader:
-            for start in range(0, block.num_rows, chunk_rows):
-                yield block.slice(start, chunk_rows)
+        with readable(path) as source:
+            options = pa_csv.ConvertOptions(include_columns=columns, include_missing_columns=False)
+            for block in pa_csv.open_csv(source, convert_options=options):
+                for start in range(0, block.num_rows, chunk_rows):
+                    yield block.slice(start, chunk_rows)
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,6 @@ import functools
 import html
 import json
 import logging
-import os
-import shutil
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -30,6 +28,7 @@ from typing import Any
 import pandas as pd
 
 from core.files import write_text_atomically
+from core.store_location import move_path
 from tasks.data import DataError, DataFolders, accept_batch, clashes_with_accepted, not_a_batch, read_batch
 from tasks.steps import step
 from tasks.validation_report import FailedExpectation, ValidationReport, render_data_docs
@@ -138,14 +137,14 @@ def quarantine(batch_path: Path, report: ValidationReport, quarantine_dir: Path)
     Raises:
         FileNotFoundError: ``batch_path`` does not exist (nothing is written).
     """
-    if not os.path.lexists(batch_path):
+    if not (batch_path.exists() or batch_path.is_symlink()):
         raise FileNotFoundError(f"cannot quarantine {batch_path}: no such file or directory")
     quarantine_dir.mkdir(parents=True, exist_ok=True)
     target = _free_quarantine_name(quarantine_dir / batch_path.name)
     page = _refusal_page(report) if refusal_reason(report) else render_data_docs(report)
     write_text_atomically(report_paths(target)[0], json.dumps(report.result, indent=2, default=str) + "\n")
     write_text_atomically(report_paths(target)[1], page)
-    shutil.move(batch_path, target)
+    move_path(batch_path, target)
     return target
 
 
@@ -363,7 +362,7 @@ def _forget_results(context: Any) -> None:
 
 def _free_quarantine_name(path: Path) -> Path:
     candidate, n = path, 1
-    while os.path.lexists(candidate) or any(p.exists() for p in report_paths(candidate)):
+    while candidate.exists() or candidate.is_symlink() or any(p.exists() for p in report_paths(candidate)):
         candidate = path.with_name(f"{path.stem}.{n}{path.suffix}")
         n += 1
     return candidate

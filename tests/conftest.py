@@ -170,13 +170,15 @@ def s3_bucket(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch):
 
 @pytest.fixture(params=["local", "s3"])
 def store_settings(request: pytest.FixtureRequest, settings, monkeypatch: pytest.MonkeyPatch):
-    """The ``settings`` fixture's, run once with the model store in the home (local) and once
-    with ``model_store_url`` on a fresh ``s3://`` bucket (moto)."""
+    """The ``settings`` fixture's, run once with the model store and data folders in the home
+    (local) and once with ``model_store_url`` and ``data_store_url`` on a fresh ``s3://``
+    bucket (moto)."""
     from core.settings import get_settings
 
     if request.param == "local":
         return settings
     bucket = request.getfixturevalue("s3_bucket")
     monkeypatch.setenv("TFRELEASE_MODEL_STORE_URL", bucket.url)
+    monkeypatch.setenv("TFRELEASE_DATA_STORE_URL", f"s3://{bucket.name}/data")
     get_settings.cache_clear()
     return get_settings()

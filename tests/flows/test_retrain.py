@@ -11,7 +11,7 @@ import pytest
 from registry.store import RegistryStore
 from tasks.batches import data_fingerprint
 from tasks.checksum import file_sha256
-from tasks.data import DataFolders, drop_bundled_batch
+from tasks.data import DataFolders, drop_bundled_batch, list_batches
 from tasks.serving_config import read_config
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -103,7 +103,8 @@ def test_a_training_window_of_one_batch_trains_on_the_newest_only(settings, monk
     assert v2.hyperparameters["window"] == {"batches": 1, "days": None}
 
 
-def test_a_corrupt_batch_is_quarantined_and_changes_nothing_else(settings):
+def test_a_corrupt_batch_is_quarantined_and_changes_nothing_else(store_settings):
+    settings = store_settings  # on a local home, and with the model store and data folders on s3://
     assert run_night().is_completed()
     before = snapshot(settings)
     folders = DataFolders.for_model(settings, "digits")
@@ -118,6 +119,8 @@ def test_a_corrupt_batch_is_quarantined_and_changes_nothing_else(settings):
     assert broken.name in quarantined
     assert f"{broken.name}.validation.json" in quarantined and f"{broken.name}.html" in quarantined
     assert not broken.exists()
+    assert [p.name for p in list_batches(folders.accepted)] == ["digits-batch-0001.parquet"]
+    assert (settings.home / "data").exists() == (settings.data_store_url is None)
 
 
 def test_a_night_without_new_data_trains_nothing(settings, tmp_path, monkeypatch, digits_split):
