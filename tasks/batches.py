@@ -109,13 +109,26 @@ def select_window(batches: list[BatchRecord], window: TrainingWindow, now: datet
 
 
 def training_batches(store: RegistryStore, model: str, folders: DataFolders, window: TrainingWindow) -> list[BatchRecord]:
-    """The accepted batches in ``model``'s training window now (see :func:`accepted_batches`,
-    :func:`select_window`), oldest first; [] when none.
+    """The batches the registry recorded as accepted that are in ``model``'s training window now
+    (see :func:`accepted_batches`, :func:`select_window`), oldest first; [] when none.
 
     Raises:
-        DataError: a file without a row cannot be read.
+        DataError: a file without a row cannot be read; or a batch in the window is not in
+            ``folders.accepted`` (accepted by a worker whose data folders this one does not
+            see, or deleted): training on less than the window without a word would make a
+            version whose data nobody chose.
     """
-    return select_window(accepted_batches(store, model, folders), window, datetime.now(UTC))
+    present = {batch.name for batch in accepted_batches(store, model, folders)}
+    chosen = select_window(store.list_batches(model), window, datetime.now(UTC))
+    missing = [batch.name for batch in chosen if batch.name not in present]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise DataError(
+            f"{model}: {len(missing)} accepted batch(es) in the training window are not in {folders.accepted}: {shown}. "
+            "Accepted where this worker cannot see them? Put the data folders where every worker reads them "
+            "(data_store_url), run this model's nights on one worker, or narrow training.window to leave them out."
+        )
+    return chosen
 
 
 def data_fingerprint(sha256s: list[str]) -> str:

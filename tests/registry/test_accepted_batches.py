@@ -14,7 +14,7 @@ from core.settings import TrainingWindow
 from registry.models import BatchRecord
 from tasks.batches import BatchRecorder, accepted_batches, data_fingerprint, select_window, training_batches
 from tasks.checksum import file_sha256
-from tasks.data import DataFolders
+from tasks.data import DataError, DataFolders
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
@@ -83,9 +83,12 @@ def test_a_batch_accepted_before_the_registry_kept_them_is_recorded_once_when_fi
 
     # A 7-day window leaves the old batch out; the window's files are all training reads.
     assert [b.name for b in training_batches(store, "digits", folders, TrainingWindow(days=7))] == ["day-2.parquet"]
-    # A recorded batch whose file is gone is not trained on.
+    # A recorded batch whose file is gone (accepted on another worker, say) is not listed, and a
+    # window that holds it stops the night naming it rather than train on less without a word.
     (folders.accepted / "day-2.parquet").unlink()
     assert [b.name for b in accepted_batches(store, "digits", folders)] == ["day-1.parquet"]
+    with pytest.raises(DataError, match=r"1 accepted batch\(es\) in the training window are not in .*: day-2.parquet\. .*data_store_url"):
+        training_batches(store, "digits", folders, TrainingWindow(days=7))
 
 
 def test_recording_refuses_a_blank_name_or_negative_rows(store):
