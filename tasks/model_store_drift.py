@@ -20,6 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from core.store_location import is_local
 from registry.lifecycle import HAS_FILES
 from registry.models import ModelVersionRecord, VersionStatus
 from tasks.checksum import file_sha256, files_unchanged
@@ -244,7 +245,8 @@ def _check_registering(
     old = free or (age >= staging_grace and not exporting)
     partial = f" and an incomplete folder (no {SAVED_MODEL})" if folder is not None else " and no version folder"
     if old:
-        proposal = f"mark it failed ({FAILED_BY_DOCTOR})" + (" and move the incomplete folder aside" if folder else "")
+        leftover = " and move the incomplete folder aside" if is_local(folder) else " and delete the incomplete upload"
+        proposal = f"mark it failed ({FAILED_BY_DOCTOR})" + (leftover if folder else "")
         if free:
             proposal += f": {running}, so its export has ended"
         elif running:

@@ -113,6 +113,8 @@ def test_a_partial_upload_is_never_listed_and_doctor_fix_removes_it(store_settin
     assert [m.versions for m in read_config(settings.serving_config_path)] == [(v1,)]
     drift = find_drift(store, settings.model_store, settings.serving_config_path, probe_retrain=True)
     assert [(d.kind, d.version, d.safe) for d in drift] == [(DriftKind.STUCK_REGISTERING, allocated.version, True)]
+    leftover = "move the incomplete folder aside" if is_local(settings.model_store) else "delete the incomplete upload"
+    assert leftover in drift[0].repair, drift[0].repair
     done = repair(drift, store, settings.model_store, settings.serving_config_path, actor="cli:alice")
     assert done and not partial.exists(), done
     assert store.get_version("digits", allocated.version).status is VersionStatus.FAILED
