@@ -48,3 +48,22 @@ app.add_typer(canary_app, name="canary")
 app.command()(run_commands.serve)
 app.command("slack-app")(run_commands.slack_app)
 app.command()(ui_commands.ui)
+
+
+# The object-store SDKs' own failures (an endpoint that does not answer, missing credentials)
+# are not OSError; they are raised from whichever command touched the store first.
+_STORE_SDK_MODULES = ("botocore", "aiobotocore", "aiohttp", "google.auth", "google.api_core", "gcsfs")
+
+
+def main() -> None:
+    """The ``tfrelease`` console script: :data:`app`, with an object store that cannot be reached
+    (or refuses the credentials) told in one line naming the SDK's reason, exit code 1, instead
+    of a traceback."""
+    try:
+        app()
+    except Exception as error:
+        if not type(error).__module__.startswith(_STORE_SDK_MODULES):
+            raise
+        reason = " ".join(str(error).split()) or type(error).__name__
+        typer.secho(f"cannot reach the object store: {type(error).__name__}: {reason}", fg="red", err=True)
+        raise SystemExit(1) from None

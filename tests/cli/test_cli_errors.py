@@ -75,3 +75,28 @@ def test_bracketed_text_in_messages_is_printed_as_written(settings):
     result = invoke("doctor")
     assert result.exit_code == 1
     assert "[stuck_registering] digits v1:" in result.output
+
+
+def test_an_unreachable_object_store_is_one_line_with_the_sdks_reason(settings, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.prefect_server import free_port
+
+    env = os.environ | {
+        "TFRELEASE_HOME": str(settings.home),
+        "TFRELEASE_MODEL_STORE_URL": "s3://tfrelease-nowhere/store",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        "AWS_ACCESS_KEY_ID": "tfrelease-test",
+        "AWS_SECRET_ACCESS_KEY": "tfrelease-test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("tfrelease")), "doctor"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "cannot reach the object store: EndpointConnectionError" in done.stderr
+    assert "Traceback" not in done.stdout + done.stderr and "tfrelease-test" not in done.stdout + done.stderr
