@@ -25,7 +25,6 @@ import pwd
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -36,6 +35,7 @@ from uuid import UUID
 
 import pytest
 
+from tests.e2e.test_production_loop import wait_until
 from tests.prefect_server import PrefectServer, start, stop
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -95,15 +95,6 @@ def new_box(parent: Path, name: str, shared: dict[str, str]) -> Box:
         "TMPDIR": str(folder / "tmp"),  # downloads and local exports: checked for leftovers at the end
     }
     return Box(name, folder, env)
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, explain: Callable[[], str] = lambda: "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {condition}\n{explain()}")
 
 
 def prefect_call(api_url: str, call: Callable[[Any], Any]) -> Any:
