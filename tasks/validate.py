@@ -7,21 +7,16 @@ run fails with a ``DataValidationError`` naming each file and what it broke. An 
 accepted batch with other bytes already has, are refused: quarantined the same way, with a
 report saying why.
 
-``great_expectations`` takes 5-9 s to import: it is imported inside the functions that use
-it, never at module import, so that this module stays cheap for the CLI and the Slack receiver.
-One in-memory GX context serves every validation in a process, one validation at a time.
+Great Expectations runs in its own worker process (``tasks.gx_worker``): importing it takes
+5-9 s, which this process never pays, and which a night spends while it imports TensorFlow.
 """
 
 from __future__ import annotations
 
-import functools
 import html
 import json
 import logging
-import threading
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,20 +24,17 @@ import pandas as pd
 
 from core.files import write_text_atomically
 from core.store_location import move_path
+from tasks import gx_worker
 from tasks.data import DataError, DataFolders, accept_batch, clashes_with_accepted, not_a_batch, read_batch
+from tasks.gx_worker import SuiteError
 from tasks.steps import step
 from tasks.validation_report import FailedExpectation, ValidationReport, render_data_docs
 
 logger = logging.getLogger(__name__)
 
-RESULT_FORMAT = "SUMMARY"  # observed values, unexpected counts and up to 20 example values
 MESSAGE_FAILURES_PER_BATCH = 5  # the error message lists this many; the report has them all
 NOT_A_BATCH = "not_a_batch_file"  # the "failed expectation" of a refused entry that is no batch file
 NAME_TAKEN = "batch_name_already_accepted"  # ... and of a batch whose name an accepted batch has
-
-
-class SuiteError(Exception):
-    """An expectation suite file is missing, is not valid JSON, or GX refuses its contents."""
 
 
 class DataValidationError(Exception):
@@ -91,36 +83,19 @@ def validate_batch(frame: pd.DataFrame, suite_path: Path, batch_name: str) -> Va
     Returns:
         The report; ``success`` is False when any expectation fails, including one that could
         not be evaluated (e.g. on a missing column). Takes about 1 s for 198 expectations on
-        900 rows, plus the one-off GX import (5-9 s).
+        900 rows, plus the GX worker's start (5-9 s) on a process's first call unless
+        ``gx_worker.start`` began it earlier.
 
     Raises:
         SuiteError: the suite file is missing or invalid, or GX refuses an expectation in it.
+        gx_worker.WorkerDied: the GX worker process ended (killed, out of memory) before it answered.
 
-    Side effects: none on disk. The process's one in-memory GX context (built on the first
-    call) keeps the suite and its pandas data source for later calls (built again when the
-    file's contents change) and holds a data asset and a validation definition only during the
-    call; calls from several threads take turns.
+    Side effects: none on disk. The worker's one in-memory GX context keeps the suite and its
+    pandas data source for later calls (built again when the file's contents change) and holds
+    a data asset and a validation definition only during the call; calls from several threads
+    take turns.
     """
-    suite_data = load_suite(suite_path)
-    from great_expectations.core.run_identifier import RunIdentifier
-
-    with _GX_LOCK:
-        context = _shared_context()
-        suite = _registered_suite(context, suite_path, suite_data)
-        with _validation_definition(context, suite, batch_name) as definition:
-            # Most batches pass: a BOOLEAN_ONLY pass costs about a third of a SUMMARY one; the
-            # details (observed values, unexpected counts) are computed only for a failing batch.
-            def run(result_format: str):
-                return definition.run(
-                    batch_parameters={"dataframe": frame}, result_format=result_format, run_id=RunIdentifier(run_name=batch_name)
-                )
-
-            result = run("BOOLEAN_ONLY")
-            if not result.success:
-                result = run(RESULT_FORMAT)
-    # A JSON round trip turns the numpy scalars GX leaves in to_json_dict() into plain floats
-    # (GX's own Data Docs renderer chokes on numpy 2 scalars) and makes the report portable.
-    return ValidationReport.from_result(batch_name, json.loads(json.dumps(result.to_json_dict())))
+    return ValidationReport.from_result(batch_name, gx_worker.validate(frame, load_suite(suite_path), str(suite_path), batch_name))
 
 
 def quarantine(batch_path: Path, report: ValidationReport, quarantine_dir: Path) -> Path:
@@ -141,7 +116,7 @@ def quarantine(batch_path: Path, report: ValidationReport, quarantine_dir: Path)
         raise FileNotFoundError(f"cannot quarantine {batch_path}: no such file or directory")
     quarantine_dir.mkdir(parents=True, exist_ok=True)
     target = _free_quarantine_name(quarantine_dir / batch_path.name)
-    page = _refusal_page(report) if refusal_reason(report) else render_data_docs(report)
+    page = _refusal_page(report) if refusal_reason(report) else gx_worker.call(render_data_docs, report)
     write_text_atomically(report_paths(target)[0], json.dumps(report.result, indent=2, default=str) + "\n")
     write_text_atomically(report_paths(target)[1], page)
     move_path(batch_path, target)
@@ -262,102 +237,6 @@ def _refusal_page(report: ValidationReport) -> str:
         f"<p>It was moved here unchanged; nothing was trained on it. The same reason is in {name}.validation.json.</p>"
         "</body></html>\n"
     )
-
-
-# --- GX plumbing ---------------------------------------------------------------------------
-
-
-# GX's context is not documented as safe for concurrent use: every use of the shared context,
-# its creation included, holds this lock.
-_GX_LOCK = threading.Lock()
-
-
-@functools.cache
-def _shared_context():
-    """The process's in-memory GX context, without progress bars or a temporary Data Docs site.
-
-    Built on the first call (about 0.1 s, after the GX import); call it holding ``_GX_LOCK``.
-    """
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import (
-        DataContextConfig,
-        InMemoryStoreBackendDefaults,
-        ProgressBarsConfig,
-    )
-
-    config = DataContextConfig(
-        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
-        progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
-    )
-    return gx.get_context(project_config=config, mode="ephemeral")
-
-
-# suite name -> (its JSON as registered, the suite in the shared context); hold _GX_LOCK.
-_registered_suites: dict[str, tuple[str, Any]] = {}
-_DATA_SOURCE = "batches"  # the shared context's one pandas data source
-
-
-def _registered_suite(context: Any, suite_path: Path, suite_data: dict[str, Any]) -> Any:
-    """The suite of ``suite_data`` in ``context``: built, checked and added on first use and
-    kept (building and adding the 198 expectations of digits, then deleting them, cost about
-    0.15 s a batch); replaced when a file of the same suite name has other contents. Hold
-    ``_GX_LOCK``.
-
-    Raises:
-        SuiteError: GX refuses the suite or drops an expectation of it.
-    """
-    import great_expectations as gx
-
-    key = json.dumps(suite_data, sort_keys=True)
-    cached = _registered_suites.get(suite_data["name"])
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    try:
-        suite = gx.ExpectationSuite(**suite_data)
-    except Exception as error:  # GX raises many types for an unknown key or bad kwargs
-        raise SuiteError(f"expectation suite file {suite_path} is not a valid GX 1.x suite: {type(error).__name__}: {error}") from error
-    # GX logs an invalid expectation (unknown type, bad kwargs) and drops it from the suite:
-    # a typo must not silently weaken the contract.
-    dropped = Counter(str(e.get("type")) for e in suite_data["expectations"]) - Counter(e.expectation_type for e in suite.expectations)
-    if dropped:
-        raise SuiteError(f"expectation suite file {suite_path} has invalid expectations GX refused: {', '.join(sorted(dropped.elements()))}")
-    if cached is not None:
-        _registered_suites.pop(suite_data["name"])
-        context.suites.delete(suite_data["name"])
-    suite = context.suites.add(suite)
-    _registered_suites[suite.name] = (key, suite)
-    return suite
-
-
-@contextmanager
-def _validation_definition(context: Any, suite: Any, batch_name: str) -> Iterator[Any]:
-    """A validation definition of ``suite`` (already in ``context``) on a whole-dataframe batch.
-
-    The data asset and the definition are named ``batch_name``, as in a context of their own,
-    so results name them as before. On exit both and the stored validation results are removed
-    again: names repeat from call to call and the context must not grow with every batch.
-    Hold ``_GX_LOCK``.
-    """
-    import great_expectations as gx
-
-    with ExitStack() as added:
-        added.callback(_forget_results, context)
-        if _DATA_SOURCE in context.data_sources.all():
-            source = context.data_sources.get(_DATA_SOURCE)
-        else:
-            source = context.data_sources.add_pandas(_DATA_SOURCE)
-        asset = source.add_dataframe_asset(batch_name)
-        added.callback(source.delete_asset, asset.name)
-        batch_definition = asset.add_batch_definition_whole_dataframe("whole")
-        definition = context.validation_definitions.add(gx.ValidationDefinition(name=batch_name, data=batch_definition, suite=suite))
-        added.callback(context.validation_definitions.delete, definition.name)
-        yield definition
-
-
-def _forget_results(context: Any) -> None:
-    store = context.validation_results_store
-    for key in store.list_keys():
-        store.remove_key(key)
 
 
 def _free_quarantine_name(path: Path) -> Path:

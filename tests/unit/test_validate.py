@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
-import great_expectations  # noqa: F401  one ~5-9 s import for the whole module, not per test
 import numpy as np
 import pandas as pd
 import pytest
@@ -81,6 +78,8 @@ def test_suite_is_the_contract_and_every_expectation_says_why():
     assert columns["kwargs"] == {"column_set": [*PIXELS, LABEL], "exact_match": True}
     (rows,) = [e for e in expectations if e["type"] == ROWS]
     assert rows["kwargs"]["min_value"] == 50
+    import great_expectations
+
     great_expectations.ExpectationSuite(**data)  # loads as a GX 1.x suite
 
 
@@ -265,11 +264,6 @@ def test_screen_batches_returns_the_accepted_paths_when_all_pass(tmp_path, batch
     recorded: list[Path] = []
     assert screen_batches([good], SUITE, folders, record=recorded.append) == [folders.accepted / good.name]
     assert recorded == [folders.accepted / good.name]  # told of each batch once it is in accepted/
-
-
-def test_the_module_imports_without_great_expectations():
-    code = "import sys, tasks.validate; assert 'great_expectations' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)
 
 
 # --- entries of incoming/ that are refused -------------------------------------------------
