@@ -36,22 +36,6 @@ from tasks.validate import screen_batches_task
 check_baseline_task = step(check_version_files, name="check-baseline-files")
 
 
-def import_night_libraries(settings: Settings, model: str) -> None:
-    """Import Great Expectations and TensorFlow now when ``model``'s night will validate and
-    train (10-20 s of imports it pays anyway): entries wait in its incoming folder, or it reads
-    the bundled source, which delivers a batch each night; do nothing otherwise, so a night
-    without new data stays quick.
-
-    For a caller with something to wait for meanwhile, e.g. the command line while Prefect's
-    temporary server starts in its own process.
-    """
-    incoming = DataFolders.for_model(settings, model).incoming
-    if settings.model(model).source == "digits" or (incoming.is_dir() and any(incoming.iterdir())):
-        import great_expectations  # noqa: F401
-        import keras  # noqa: F401
-        import tensorflow  # noqa: F401
-
-
 def _night_failed(
     settings: Settings, parameters: dict[str, Any], error: object, step: str | None, origin: ClickedMessage | None, run: FlowRunRef
 ) -> None:

@@ -172,16 +172,18 @@ def test_listing_commands_import_neither_tensorflow_nor_prefect(settings):
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-def test_retrain_imports_tensorflow_and_great_expectations_early_only_when_a_batch_waits(settings, tmp_path):
-    # The command imports them while Prefect's temporary server starts; a night with no new
-    # data must not pay 10-20 s for them.
+def test_retrain_starts_the_gx_worker_early_only_when_a_batch_waits(settings, tmp_path):
+    # The command starts GX's worker process while Prefect's temporary server starts and it
+    # imports TensorFlow; a night with no new data must not pay for it. Nothing heavy is imported.
     code = (
-        "import sys\n"
+        "import os, sys\n"
         "from core.settings import get_settings\n"
-        "from flows.retrain import import_night_libraries\n"
-        "import_night_libraries(get_settings(), 'digits')\n"
-        "heavy = [m for m in ('tensorflow', 'keras', 'great_expectations') if m in sys.modules]\n"
-        "assert not heavy, heavy\n"
+        "from tfrelease.run_commands import prepare_night\n"
+        "will_train = prepare_night(get_settings(), 'digits')\n"
+        "heavy = [m for m in ('great_expectations', 'keras', 'tensorflow', 'prefect') if m in sys.modules]\n"
+        "children = open(f'/proc/{os.getpid()}/task/{os.getpid()}/children').read().split()\n"
+        "workers = [c for c in children if b'gx_worker' in open(f'/proc/{c}/cmdline', 'rb').read()]\n"
+        "print(will_train, heavy, len(workers))\n"
     )
     incoming = tmp_path / "incoming"
     incoming.mkdir()
@@ -192,9 +194,15 @@ def test_retrain_imports_tensorflow_and_great_expectations_early_only_when_a_bat
     }
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=os.environ | folder_source)
     assert done.returncode == 0, done.stderr[-2000:]
-    # The bundled source delivers a batch each night: the night will train, so they are imported.
+    assert done.stdout.splitlines()[-1] == "False [] 0"
+    # A batch waiting in the folder, or the bundled source (a batch each night): the night will train.
+    (incoming / "digits-batch-0001.parquet").write_bytes(b"not read here")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=os.environ | folder_source)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1] == "True [] 1"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode != 0 and "tensorflow" in done.stderr, done.stderr[-2000:]
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1] == "True [] 1"
 
 
 def test_gc_before_any_version_fails_clearly(settings):
