@@ -100,3 +100,40 @@ def test_an_unreachable_object_store_is_one_line_with_the_sdks_reason(settings, 
     assert done.returncode == 1, done.stdout + done.stderr
     assert "cannot reach the object store: EndpointConnectionError" in done.stderr
     assert "Traceback" not in done.stdout + done.stderr and "tfrelease-test" not in done.stdout + done.stderr
+
+
+EXIT_PROBE = """
+import atexit, sys
+import typer
+from tfrelease import cli
+
+class Teardown:
+    def __del__(self):
+        print("torn down", flush=True)
+
+kept = Teardown()  # freed only by the interpreter's teardown
+
+@cli.app.command("probe")
+def probe(fail: bool = False) -> None:
+    atexit.register(print, "exit hook ran", flush=True)  # as Prefect and the GX worker do in a command
+    print("command output", end="")  # unflushed when the command ends
+    if fail:
+        raise RuntimeError("a bug")
+    raise typer.Exit(3)
+
+sys.argv = ["tfrelease", "probe", *sys.argv[1:]]
+cli.main()
+"""
+
+
+def test_the_console_script_runs_the_exit_hooks_keeps_the_code_and_skips_the_teardown(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", EXIT_PROBE], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stderr
+    assert done.stdout.splitlines() == ["command outputexit hook ran"]  # flushed, hook run, no teardown
+    # A command that dies of an uncaught exception keeps Python's ordinary exit.
+    done = subprocess.run([sys.executable, "-c", EXIT_PROBE, "--fail"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "RuntimeError: a bug" in done.stderr
+    assert done.stdout.splitlines() == ["command outputexit hook ran", "torn down"]
