@@ -9,7 +9,10 @@ Two measurements, each first with Prefect's temporary server, then against a run
   from a fresh tfrelease home holding the first bundled batch; the Prefect home is shared by the
   rounds, as it is by a user's nights, so only the first round creates Prefect's database
   (its figure is printed apart). Each side pays all its imports and its interpreter's exit;
-  the flow also the temporary server's start and stop.
+  the flow also the temporary server's start and stop. The wall ratio is the figure a user
+  sees (targets: at most 1.5 with the temporary server, 1.2 with a running one); the CPU
+  seconds printed under it count every process of a side, since the flow spreads its work over
+  several (the temporary server, the Great Expectations worker) and the bare script does not.
 - in process (``--mode in-process``): bare and flow nights alternated in one process after one
   warm-up of each, which pays the imports and the server start: the flow's own per-run cost.
 
@@ -22,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -135,14 +139,19 @@ def run_child(rounds: int, env: dict[str, str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def timed_process(command: list[str], env: dict[str, str]) -> float:
-    """Wall seconds of ``command`` from its start to its exit; exits the benchmark if it fails."""
+def timed_process(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds of ``command`` from its start to its exit, and the CPU seconds (user and
+    system) of it and of the children it reaped (the GX worker, the temporary server); exits
+    the benchmark if it fails."""
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     out = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - start
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if out.returncode != 0:
         sys.exit(f"{' '.join(command[:3])} failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
-    return elapsed
+    cpu = cpu_after.ru_utime + cpu_after.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime
+    return elapsed, cpu
 
 
 def whole_processes(rounds: int, env: dict[str, str], scratch: Path) -> dict:
@@ -151,14 +160,18 @@ def whole_processes(rounds: int, env: dict[str, str], scratch: Path) -> dict:
 
     cli = Path(sys.executable).with_name("tfrelease")
     retrain = [str(cli), "retrain"] if cli.exists() else [sys.executable, "-c", "from tfrelease.cli import app; app()", "retrain"]
-    bare, flow = [], []
+    bare, flow, bare_cpu, flow_cpu = [], [], [], []
     for i in range(rounds):
         homes = scratch / f"bare-{i}", scratch / f"flow-{i}"
         for home in homes:
             drop_bundled_batch(DataFolders(root=home / "data" / "digits", incoming=home / "data" / "digits" / "incoming"))
-        bare.append(timed_process([sys.executable, __file__, "--bare-process", str(homes[0])], env))
-        flow.append(timed_process(retrain, env | {"TFRELEASE_HOME": str(homes[1])}))
-    return {"bare": bare, "flow": flow}
+        wall, cpu = timed_process([sys.executable, __file__, "--bare-process", str(homes[0])], env)
+        bare.append(wall)
+        bare_cpu.append(cpu)
+        wall, cpu = timed_process(retrain, env | {"TFRELEASE_HOME": str(homes[1])})
+        flow.append(wall)
+        flow_cpu.append(cpu)
+    return {"bare": bare, "flow": flow, "bare_cpu": bare_cpu, "flow_cpu": flow_cpu}
 
 
 def report(label: str, result: dict) -> None:
@@ -168,11 +181,15 @@ def report(label: str, result: dict) -> None:
 
 
 def report_whole(label: str, result: dict) -> None:
-    """Medians of the rounds after the first; the first (which creates Prefect's database) apart."""
+    """Medians of the rounds after the first; the first (which creates Prefect's database) apart.
+    CPU seconds beside: the flow spreads its work over processes (the temporary server, the GX
+    worker), which the wall ratio alone would not show."""
     later = slice(1, None) if len(result["flow"]) > 1 else slice(None)
     bare, flow = statistics.median(result["bare"][later]), statistics.median(result["flow"][later])
+    bare_cpu, flow_cpu = statistics.median(result["bare_cpu"][later]), statistics.median(result["flow_cpu"][later])
     print(f"{label:<28} bare {bare:6.2f} s   flow {flow:6.2f} s   ratio flow/bare {flow / bare:4.2f}"
           f"   (first round: bare {result['bare'][0]:.1f} s, flow {result['flow'][0]:.1f} s)")
+    print(f"{'':<28} CPU: bare {bare_cpu:6.2f} s   flow {flow_cpu:6.2f} s   ratio {flow_cpu / bare_cpu:4.2f}")
 
 
 @contextmanager
