@@ -7,9 +7,9 @@ run while the night's own process imports Prefect and TensorFlow (measured whole
 fork: forking a process that runs TensorFlow's and Prefect's threads is unsafe, and
 multiprocessing's spawn would re-run the caller's main script) that talks over a socket pair
 with pickled jobs. It is started by :func:`start` (a command about to run a night) or by the
-first :func:`call`, lives as long as this process, and exits as soon as this process ends,
-however it ends: its end of the socket pair reads end-of-file. One job at a time: callers on
-several threads take turns. POSIX only (the socket is passed as an inherited descriptor).
+first :func:`call`, and lives as long as this process, however it ends: stopped by an exit
+hook, or, when this process was killed, on reading end-of-file from its socket (once its
+import or job is done). One job at a time: callers on several threads take turns. POSIX only (the socket is passed as an inherited descriptor).
 
 This module imports neither Prefect nor GX at module level, so the worker's start-up imports
 only it and GX.
@@ -125,19 +125,17 @@ def _connection() -> Connection:
 
 @atexit.register
 def _stop() -> None:
-    """Close the worker's socket and reap it: it exits at once on end-of-file (after the job
-    it is running, if any: killed after 5 s of that)."""
+    """Stop the worker and reap it. With ``_lock`` held no job runs, so nothing is lost; and
+    a worker still importing GX (a night that ended early) would read end-of-file only after
+    that import."""
     global _worker
     with _lock:
         if _worker is None:
             return
         process, connection = _worker
         _worker = None
-    connection.close()
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        process.kill()
+        connection.close()
+        process.terminate()
         process.wait()
 
 
