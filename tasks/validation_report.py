@@ -4,7 +4,8 @@
 words (``43 of 300 values outside [0, 16] (e.g. 17)``); ``render_data_docs`` turns it into the
 Data Docs page kept beside a quarantined batch.
 
-``great_expectations`` takes 5-9 s to import: only ``render_data_docs`` imports it, inside.
+``great_expectations`` takes 5-9 s to import: only ``render_data_docs`` imports it, inside;
+the nightly calls it in the GX worker process (``tasks.gx_worker``), which has GX imported.
 """
 
 from __future__ import annotations
