@@ -633,6 +633,11 @@ class Settings(BaseSettings):
         except KeyError:
             raise ConfigError(f"unknown model {name!r}; configured models: {sorted(self.models)}") from None
 
+    def staging_dir(self, model: str) -> Path:
+        """``<home>/staging/<model>``: where a night exports ``model``'s new version before
+        uploading it to an object store; always on this machine's disk."""
+        return (self.home / "staging" / model).resolve()
+
     def data_dir(self, model: str) -> Path:
         """``<data_store_url>/<model>`` (default ``<home>/data/<model>``): holds incoming/,
         accepted/, quarantine/ and the held-out set; a ``upath.UPath`` on an object store."""

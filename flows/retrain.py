@@ -100,7 +100,7 @@ async def retrain(model: str = "digits") -> NightReport:
         lineage = Lineage.current(data_fingerprint([batch.sha256 for batch in in_window]), [batch.name for batch in in_window])
         candidate = register_candidate_task(
             store, settings.model_store, model, trained, config, holdout, lineage, baseline, baseline_metrics, flow_run_id,
-            lease.ensure_held,
+            lease.ensure_held, staging=settings.staging_dir(model),
         )
 
         # 5. The decision, carried out: promote, ask a human, or reject.

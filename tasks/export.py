@@ -17,7 +17,6 @@ policy never loads an unlisted folder), which a release does after checking its 
 from __future__ import annotations
 
 import shutil
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,15 +44,24 @@ def version_dir(model_store: Path, model: str, version: int) -> Path:
 
 
 @contextmanager
-def export_folder(target: Path) -> Iterator[Path]:
+def export_folder(target: Path, staging: Path) -> Iterator[Path]:
     """Where to export the version that will live at ``target``: ``target`` itself on a local
-    store (:func:`export_saved_model` publishes it by a rename), else a local temporary folder
-    removed on exit, to be uploaded by :func:`upload_version`."""
+    store (:func:`export_saved_model` publishes it by a rename), else ``<staging>/<N>``, to be
+    uploaded by :func:`upload_version`.
+
+    ``staging`` (``Settings.staging_dir``: the model's folder in the tfrelease home) is emptied
+    first and removed on exit: what a night killed mid-export or mid-upload left there goes
+    with the next night of the model, the only writer (one retrain of a model at a time).
+    """
     if is_local(target):
         yield target
         return
-    with tempfile.TemporaryDirectory(prefix="tfrelease-export-") as folder:
-        yield Path(folder) / target.name
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging / target.name
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def upload_version(local: Path, target: Path, files_sha256: str) -> None:

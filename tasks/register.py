@@ -84,10 +84,13 @@ def register_candidate(
     baseline_metrics: Metrics | None,
     flow_run_id: str | None,
     ensure_held: Callable[[], None] | None = None,
+    *,
+    staging: Path,
 ) -> ModelVersionRecord:
     """Allocate a version, export ``trained`` to ``<model_store>/<model>/<N>/``, evaluate and record it.
 
-    On an object store the version is exported and evaluated in a local temporary folder, then
+    On an object store the version is exported and evaluated in ``staging`` (a local folder of
+    the model's own, ``Settings.staging_dir``; see ``tasks.export.export_folder``), then
     uploaded and verified file by file (``tasks.export.upload_version``) before it is recorded.
 
     ``ensure_held`` (the retrain lease's ``Lease.ensure_held``) is called right before each
@@ -114,7 +117,7 @@ def register_candidate(
     )
     target = version_dir(model_store, model, allocated.version)
     try:
-        with export_folder(target) as exported:
+        with export_folder(target, staging) as exported:
             digest = export_saved_model(
                 trained, exported, config.input_name, warmup_features=holdout[0][:DEFAULT_BATCH_ROWS], model_name=model,
                 before_rename=check,

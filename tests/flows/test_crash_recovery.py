@@ -55,7 +55,7 @@ CHILD = textwrap.dedent(
         register_candidate(
             store, settings.model_store, "digits", trained, config,
             (features, labels), Lineage("0" * 64, [], None, "3.11", "tf", "keras"), None, None, None,
-            lease.ensure_held,
+            lease.ensure_held, staging=settings.staging_dir("digits"),
         )
     """
 )

@@ -219,6 +219,8 @@ def test_a_kill_is_named_rolled_back_over_repaired_and_finished_by_the_next_nigh
 
     kill_when_ready(kill.child, tmp_path / "step reached")
     allocated = max(v.version for v in store.list_versions("digits"))
+    if kill.step == "mid-upload to s3":  # the local export the killed night was uploading
+        assert (settings.staging_dir("digits") / str(allocated) / "saved_model.pb").is_file()
 
     # 1. doctor names what the kill left, and every repair is safe at once: nothing runs now.
     drift = find_drift(store, settings.model_store, settings.serving_config_path, probe_retrain=True)
@@ -255,6 +257,7 @@ def test_a_kill_is_named_rolled_back_over_repaired_and_finished_by_the_next_nigh
         assert not (settings.model_store / "digits" / str(allocated)).exists()
         assert all(allocated not in served.versions for served in read_config(settings.serving_config_path))
         assert store.get_alias("digits", "production").path.startswith("s3://")
+        assert not settings.staging_dir("digits").exists()  # the next night emptied and removed it
     if kill.step.startswith("during promotion"):
         assert f"finished the decision on version {allocated}" in report.summary, report.summary
         assert store.get_version("digits", allocated).decision is not None

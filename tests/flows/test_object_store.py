@@ -31,7 +31,7 @@ def register(store: RegistryStore, settings, trained) -> int:
     lineage = Lineage("f" * 64, ["batch-1.parquet"], None, "3.11", "2.21.0", "3.15.1")
     record = register_candidate(
         store, settings.model_store, "digits", trained, settings.model("digits"), holdout(settings), lineage,
-        None, None, None,
+        None, None, None, staging=settings.staging_dir("digits"),
     )
     return record.version
 

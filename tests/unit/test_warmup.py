@@ -185,7 +185,7 @@ def test_register_candidate_exports_warmup_from_the_holdout(settings, trained_di
     store = RegistryStore.open(settings.registry_url)
     record = register_candidate(
         store, settings.model_store, "digits", trained_digits, ModelSettings(), (features, labels),
-        Lineage("0" * 64, [], None, "3.11", "tf", "keras"), None, None, None,
+        Lineage("0" * 64, [], None, "3.11", "tf", "keras"), None, None, None, staging=settings.staging_dir("digits"),
     )
     logs = read_warmup_requests(Path(record.path))
     assert len(logs) == DEFAULT_COUNT
