@@ -9,7 +9,8 @@ multiprocessing's spawn would re-run the caller's main script) that talks over a
 with pickled jobs. It is started by :func:`start` (a command about to run a night) or by the
 first :func:`call`, and lives as long as this process, however it ends: stopped by an exit
 hook, or, when this process was killed, on reading end-of-file from its socket (once its
-import or job is done). One job at a time: callers on several threads take turns. POSIX only (the socket is passed as an inherited descriptor).
+import or job is done). One job at a time: callers on several threads take turns. POSIX only
+(the socket is passed as an inherited descriptor).
 
 This module imports neither Prefect nor GX at module level, so the worker's start-up imports
 only it and GX.
@@ -82,21 +83,13 @@ def call(fn: Callable[..., T], *args: Any) -> T:
         WorkerDied: the worker ended before it answered (the next call starts a new one).
         Whatever ``fn`` raises.
     """
-    global _worker
     with _lock:
         connection = _connection()
         try:
             connection.send((fn, args))
             ok, value = connection.recv()
         except (EOFError, OSError) as error:
-            process, _ = _worker
-            connection.close()
-            _worker = None
-            try:
-                code = process.wait(timeout=5)
-            except subprocess.TimeoutExpired:  # alive but not answering: it is of no more use
-                process.kill()
-                code = process.wait()
+            code = _end_worker(grace_seconds=5)  # alive but not answering: it is of no more use
             raise WorkerDied(f"the Great Expectations worker process ended (exit code {code}) before it answered") from error
     if not ok:
         raise value
@@ -123,20 +116,29 @@ def _connection() -> Connection:
     return _worker[1]
 
 
+def _end_worker(grace_seconds: float) -> int | None:
+    """Close the worker's socket and reap it, killed if it has not exited after
+    ``grace_seconds``; its exit code (None when none runs). Hold ``_lock``."""
+    global _worker
+    if _worker is None:
+        return None
+    process, connection = _worker
+    _worker = None
+    connection.close()
+    try:
+        return process.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
 @atexit.register
 def _stop() -> None:
-    """Stop the worker and reap it. With ``_lock`` held no job runs, so nothing is lost; and
-    a worker still importing GX (a night that ended early) would read end-of-file only after
+    """Stop the worker at once: with ``_lock`` held no job runs, so nothing is lost, and a
+    worker still importing GX (a night that ended early) would read end-of-file only after
     that import."""
-    global _worker
     with _lock:
-        if _worker is None:
-            return
-        process, connection = _worker
-        _worker = None
-        connection.close()
-        process.terminate()
-        process.wait()
+        _end_worker(grace_seconds=0)
 
 
 # --- in the worker -------------------------------------------------------------------------
